@@ -1,0 +1,261 @@
+"""What EIA-930 publishes: balancing authorities, regions, datasets, routes and series IDs.
+
+BA codes are EIA's (CISO, ERCO, SWPP, …); the familiar market names are accepted as aliases.
+The reference table in `data/balancing_authorities.csv` is EIA's EIA-930 BA reference plus the
+BAs EIA added since (SIKE, BHBA, SWPW).
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
+from importlib import resources
+
+from gridpulse_cli.errors import UsageError
+
+MVP_BAS: tuple[str, ...] = ("PJM", "CISO", "MISO", "ERCO", "SWPP")
+
+# EIA's aggregate respondents: 13 regions and the Lower 48. Never sum them with BAs.
+REGIONS: dict[str, str] = {
+    "CAL": "California",
+    "CAR": "Carolinas",
+    "CENT": "Central",
+    "FLA": "Florida",
+    "MIDA": "Mid-Atlantic",
+    "MIDW": "Midwest",
+    "NE": "New England",
+    "NY": "New York",
+    "NW": "Northwest",
+    "SE": "Southeast",
+    "SW": "Southwest",
+    "TEN": "Tennessee",
+    "TEX": "Texas",
+    "US48": "United States Lower 48",
+}
+
+ALIASES: dict[str, str] = {
+    "CAISO": "CISO",
+    "ERCOT": "ERCO",
+    "SPP": "SWPP",
+    "NYISO": "NYIS",
+    "ISO-NE": "ISNE",
+    "ISONE": "ISNE",
+    "ISO NE": "ISNE",
+    "BPA": "BPAT",
+    "LADWP": "LDWP",
+    "US": "US48",
+    "LOWER48": "US48",
+}
+
+# Fuel codes EIA has published; anything else is stored as data and warned about once.
+KNOWN_FUELS: frozenset[str] = frozenset(
+    {"COL", "NG", "NUC", "OIL", "OTH", "SUN", "WAT", "WND", "UNK", "BAT", "PS", "SNB", "UES", "GEO"}
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One EIA API v2 data route and the columns that make a row unique."""
+
+    name: str
+    area_facet: str
+    key_columns: tuple[str, ...]
+    history_start: datetime
+
+
+REGION_DATA = Route(
+    "region-data", "respondent", ("period", "respondent", "type"), datetime(2015, 7, 1, tzinfo=UTC)
+)
+FUEL_TYPE_DATA = Route(
+    "fuel-type-data",
+    "respondent",
+    ("period", "respondent", "fueltype"),
+    datetime(2018, 7, 1, tzinfo=UTC),
+)
+INTERCHANGE_DATA = Route(
+    "interchange-data", "fromba", ("period", "fromba", "toba"), datetime(2015, 7, 1, tzinfo=UTC)
+)
+SUBBA_DATA = Route(
+    "region-sub-ba-data", "parent", ("period", "parent", "subba"), datetime(2018, 7, 1, tzinfo=UTC)
+)
+ROUTES: dict[str, Route] = {r.name: r for r in (REGION_DATA, FUEL_TYPE_DATA, INTERCHANGE_DATA, SUBBA_DATA)}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A gridpulse dataset: which route serves it and how late EIA publishes it."""
+
+    name: str
+    route: Route
+    type_code: str | None  # region-data `type` facet value
+    lag: timedelta  # typical publication lag: hours newer than this are not yet due
+    description: str
+
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in (
+        Dataset("demand", REGION_DATA, "D", timedelta(hours=2), "hourly demand"),
+        Dataset("forecast", REGION_DATA, "DF", timedelta(hours=0), "day-ahead demand forecast"),
+        Dataset("generation", REGION_DATA, "NG", timedelta(hours=26), "net generation"),
+        Dataset("total-interchange", REGION_DATA, "TI", timedelta(hours=26), "total interchange"),
+        Dataset("fuel-mix", FUEL_TYPE_DATA, None, timedelta(hours=26), "net generation by fuel"),
+        Dataset("interchange", INTERCHANGE_DATA, None, timedelta(hours=50), "BA-to-BA interchange"),
+        Dataset("subregion-demand", SUBBA_DATA, None, timedelta(days=31), "demand by BA subregion"),
+    )
+}
+TYPE_CODE_DATASET: dict[str, str] = {
+    d.type_code: d.name for d in DATASETS.values() if d.type_code is not None
+}
+
+
+@dataclass(frozen=True)
+class BalancingAuthority:
+    """One row of EIA's EIA-930 balancing-authority reference table."""
+
+    code: str
+    name: str
+    region: str
+    generation_only: bool
+    has_subregions: bool
+    us_ba: bool
+    active: bool
+    activation_date: date | None
+    retirement_date: date | None
+
+
+def _parse_date(text: str) -> date | None:
+    return date.fromisoformat(text) if text else None
+
+
+@cache
+def balancing_authorities() -> dict[str, BalancingAuthority]:
+    """Return the reference table keyed by BA code."""
+    text = resources.files("gridpulse_cli").joinpath("data/balancing_authorities.csv").read_text()
+    bas: dict[str, BalancingAuthority] = {}
+    for row in csv.DictReader(text.splitlines()):
+        bas[row["code"]] = BalancingAuthority(
+            code=row["code"],
+            name=row["name"],
+            region=row["region"],
+            generation_only=row["generation_only"] == "yes",
+            has_subregions=row["has_subregions"] == "yes",
+            us_ba=row["us_ba"] == "yes",
+            active=row["active"] == "yes",
+            activation_date=_parse_date(row["activation_date"]),
+            retirement_date=_parse_date(row["retirement_date"]),
+        )
+    return bas
+
+
+def active_us_bas() -> list[str]:
+    """Return the codes `--ba all` stands for: every active U.S. balancing authority."""
+    return sorted(code for code, ba in balancing_authorities().items() if ba.active and ba.us_ba)
+
+
+def area_type(code: str) -> str:
+    """Return 'region' for EIA's aggregate respondents (regions, US48), 'ba' otherwise."""
+    return "region" if code in REGIONS else "ba"
+
+
+def _split_values(values: Iterable[str]) -> list[str]:
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _suggest(bad: str, valid: Iterable[str]) -> str:
+    close = difflib.get_close_matches(bad, list(valid), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def resolve_bas(values: Sequence[str] | None, default: Sequence[str] = MVP_BAS) -> list[str]:
+    """Return EIA codes for `--ba` values: codes or aliases, comma-separated or repeated, or `all`."""
+    items = _split_values(values or [])
+    if not items:
+        return list(default)
+    known = set(balancing_authorities()) | set(REGIONS)
+    codes: list[str] = []
+    for item in items:
+        upper = item.upper()
+        if upper == "ALL":
+            codes.extend(active_us_bas())
+            continue
+        code = ALIASES.get(upper, upper)
+        if code not in known:
+            valid = ", ".join(sorted(known))
+            aliases = ", ".join(f"{a}={c}" for a, c in sorted(ALIASES.items()))
+            raise UsageError(
+                f"unknown BA '{item}'{_suggest(upper, known | set(ALIASES))}; "
+                f"valid: all, {valid}; aliases: {aliases}"
+            )
+        codes.append(code)
+    return list(dict.fromkeys(codes))
+
+
+def resolve_datasets(values: Sequence[str] | None) -> list[str]:
+    """Return dataset names for `--dataset` values (comma-separated or repeated, or `all`)."""
+    items = _split_values(values or [])
+    if not items or any(item.lower() == "all" for item in items):
+        return list(DATASETS)
+    names: list[str] = []
+    for item in items:
+        name = item.lower()
+        if name not in DATASETS:
+            raise UsageError(
+                f"unknown dataset '{item}'{_suggest(name, DATASETS)}; valid: all, {', '.join(DATASETS)}"
+            )
+        names.append(name)
+    return [name for name in DATASETS if name in names]
+
+
+# ---- EIA series IDs -------------------------------------------------------------------------
+
+_SUFFIX = {"demand": "D", "forecast": "DF", "generation": "NG", "total-interchange": "TI"}
+_SERIES_RE = re.compile(
+    r"^EBA\.(?P<area>[A-Z0-9_]+)-(?P<other>[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*)"
+    r"\.(?P<kind>D|DF|NG|TI|ID)(?:\.(?P<fuel>[A-Za-z0-9_]+))?\.H$"
+)
+
+
+@dataclass(frozen=True)
+class SeriesKey:
+    """What an EIA series ID names: dataset, area (BA or region) and counterpart."""
+
+    dataset: str
+    area: str
+    counterpart: str  # fuel code, neighbouring BA or sub-BA; "" for the BA-level series
+
+
+def series_id(dataset: str, area: str, counterpart: str = "") -> str:
+    """Return EIA's series ID, e.g. EBA.CISO-ALL.D.H or EBA.PJM-MISO.ID.H."""
+    if dataset in _SUFFIX:
+        return f"EBA.{area}-ALL.{_SUFFIX[dataset]}.H"
+    if dataset == "fuel-mix":
+        return f"EBA.{area}-ALL.NG.{counterpart}.H"
+    if dataset == "interchange":
+        return f"EBA.{area}-{counterpart}.ID.H"
+    if dataset == "subregion-demand":
+        return f"EBA.{area}-{counterpart}.D.H"
+    raise ValueError(f"unknown dataset {dataset!r}")
+
+
+def parse_series_id(text: str) -> SeriesKey:
+    """Return the dataset, area and counterpart an EIA series ID names; ValueError if it is not one."""
+    match = _SERIES_RE.match(text)
+    if not match:
+        raise ValueError(f"not an EIA-930 hourly series ID: {text!r}")
+    area, other, kind, fuel = match["area"], match["other"], match["kind"], match["fuel"]
+    if kind == "ID" and fuel is None:
+        return SeriesKey("interchange", area, other)
+    if other == "ALL":
+        if kind == "NG" and fuel is not None:
+            return SeriesKey("fuel-mix", area, fuel)
+        if fuel is None:
+            return SeriesKey(TYPE_CODE_DATASET[kind], area, "")
+    elif kind == "D" and fuel is None:
+        return SeriesKey("subregion-demand", area, other)
+    raise ValueError(f"not an EIA-930 hourly series ID: {text!r}")

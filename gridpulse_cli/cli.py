@@ -1,0 +1,461 @@
+"""The `gridpulse` command line: parse options, call one library function, report.
+
+Errors are GridpulseError subclasses; they become one line on stderr and the exit code their
+class names (see errors.ExitCode and the README), here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Annotated, Any, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+import typer
+
+from gridpulse_cli import __version__
+from gridpulse_cli.catalog import resolve_bas, resolve_datasets
+from gridpulse_cli.config import Settings, load_settings
+from gridpulse_cli.eia import EIAClient, RateLimiter
+from gridpulse_cli.errors import (
+    DatabaseError,
+    ExitCode,
+    GridpulseError,
+    InputFormatError,
+    Interrupted,
+    UsageError,
+)
+from gridpulse_cli.export import export_csv
+from gridpulse_cli.logs import LOG_FORMATS, setup_logging
+from gridpulse_cli.normalize import normalize_rows, read_raw_rows, write_observations_csv
+from gridpulse_cli.pipeline import ChunkDone, iter_raw_rows, plan_chunks, run_ingest, run_load
+from gridpulse_cli.redact import redact
+from gridpulse_cli.store import Store, describe_db_error
+from gridpulse_cli.windows import resolve_window
+
+log = logging.getLogger("gridpulse")
+
+app = typer.Typer(
+    name="gridpulse",
+    help="Keep a database of EIA-930 hourly grid data complete and current.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# ---- shared options ------------------------------------------------------------------------
+
+BaOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ba",
+        metavar="BA",
+        help="EIA BA codes or aliases (CAISO, ERCOT, SPP, NYISO, ISO-NE), comma-separated or "
+        "repeated, or 'all'. Default: PJM,CISO,MISO,ERCO,SWPP.",
+    ),
+]
+DatasetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--dataset",
+        metavar="DATASET",
+        help="demand, forecast, generation, total-interchange, fuel-mix, interchange, "
+        "subregion-demand (comma-separated or repeated). Default: all.",
+    ),
+]
+SinceOption = Annotated[
+    str | None, typer.Option("--since", metavar="DURATION", help="Window ending now: 24h, 7d, 2w.")
+]
+FromOption = Annotated[
+    str | None,
+    typer.Option(
+        "--from",
+        metavar="TIME",
+        help="Window start, UTC hour ending: YYYY-MM-DD or YYYY-MM-DDTHH (inclusive).",
+    ),
+]
+ToOption = Annotated[
+    str | None,
+    typer.Option("--to", metavar="TIME", help="Window end, UTC hour ending (exclusive). Default: now."),
+]
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        metavar="URL",
+        help="Database URL (postgresql://… or sqlite:///PATH) or a SQLite file path. "
+        "Default: $GRIDPULSE_DATABASE_URL, else ~/.local/share/gridpulse/gridpulse.db.",
+    ),
+]
+OutputOption = Annotated[
+    Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to FILE instead of stdout.")
+]
+InputArgument = Annotated[
+    str, typer.Argument(help="Input file; '-' or nothing reads stdin.", show_default=False)
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _settings(db: str | None = None) -> Settings:
+    return load_settings(os.environ, db)
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn every failure into one stderr line and its documented exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        secret = os.environ.get("EIA_API_KEY")
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except GridpulseError as exc:
+            _fail(redact(str(exc), secret), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", ExitCode.INTERRUPTED)
+        except sa.exc.SQLAlchemyError as exc:
+            _fail(f"database error: {redact(describe_db_error(exc), secret)}", ExitCode.DATABASE)
+        except BrokenPipeError:
+            sys.stderr.close()  # the reader went away (e.g. `| head`): not an error worth a line
+            raise typer.Exit(0) from None
+        except Exception as exc:
+            log.debug("internal error", exc_info=True)
+            _fail(
+                f"internal error: {type(exc).__name__}: {redact(str(exc), secret)} "
+                "(GRIDPULSE_LOG_LEVEL=DEBUG shows the traceback)",
+                ExitCode.INTERNAL,
+            )
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+def _fail(message: str, code: ExitCode) -> None:
+    typer.echo(f"gridpulse: error: {message}", err=True)
+    raise typer.Exit(int(code))
+
+
+@contextmanager
+def _output(path: Path | None) -> Iterator[IO[str]]:
+    """stdout, or a file written atomically (no partial file is left on failure)."""
+    if path is None or str(path) == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    directory = path.resolve().parent
+    try:
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, renamed into place
+            "w", dir=directory, prefix=f".{path.name}.", suffix=".tmp", delete=False, newline=""
+        )
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with handle:
+            yield handle
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def _input(name: str) -> Iterator[tuple[IO[str], str]]:
+    if name in ("", "-"):
+        if sys.stdin.isatty():
+            raise UsageError("no input: give a FILE or pipe data into stdin")
+        yield sys.stdin, "<stdin>"
+        return
+    try:
+        with open(name, encoding="utf-8", newline="") as handle:
+            yield handle, name
+    except FileNotFoundError:
+        raise InputFormatError(f"input file {name} does not exist") from None
+    except IsADirectoryError:
+        raise InputFormatError(f"input {name} is a directory, not a file") from None
+    except UnicodeDecodeError:
+        raise InputFormatError(f"input file {name} is not UTF-8 text") from None
+
+
+def _client(settings: Settings) -> EIAClient:
+    return EIAClient(
+        settings.eia_url,
+        settings.require_api_key(),
+        limiter=RateLimiter(settings.max_requests_per_second, settings.max_requests_per_hour),
+        timeout=settings.timeout_seconds,
+        max_tries=settings.max_tries,
+        retry_base=settings.retry_base_seconds,
+    )
+
+
+@contextmanager
+def _store(settings: Settings) -> Iterator[Store]:
+    store = Store.open(settings.database_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _progress_reporter(total_label: str) -> tuple[Callable[[ChunkDone], None], Callable[[], None]]:
+    """A rich progress bar on a terminal, one log line per chunk otherwise."""
+    if not sys.stderr.isatty() or logging.getLogger().level > logging.INFO:
+
+        def log_chunk(event: ChunkDone) -> None:
+            log.info(
+                "chunk %d/%d %s: %d rows (%d inserted, %d revised so far)",
+                event.index,
+                event.total,
+                event.chunk.describe(),
+                event.rows,
+                event.report.counts.inserted,
+                event.report.counts.revised,
+            )
+
+        return log_chunk, lambda: None
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    progress = Progress(
+        TextColumn(f"[bold]{total_label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rows]:,} rows · {task.fields[rate]:,.0f} rows/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    )
+    task = progress.add_task(total_label, total=None, rows=0, rate=0.0)
+    progress.start()
+
+    def update(event: ChunkDone) -> None:
+        report = event.report
+        rate = report.fetched / report.elapsed if report.elapsed else 0.0
+        progress.update(task, total=event.total, completed=event.index, rows=report.fetched, rate=rate)
+
+    return update, progress.stop
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM stops like Ctrl-C: the chunk in flight rolls back, the run is recorded interrupted."""
+
+    def on_term(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+# ---- commands --------------------------------------------------------------------------
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gridpulse {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            metavar="LEVEL",
+            help="DEBUG, INFO, WARNING, ERROR. Default: $GRIDPULSE_LOG_LEVEL or INFO.",
+        ),
+    ] = None,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            metavar="FORMAT",
+            help="auto (rich on a terminal, plain otherwise), plain, json, rich.",
+        ),
+    ] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log errors only.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Keep a database of EIA-930 hourly grid data complete and current."""
+    del version
+    level = "ERROR" if quiet else (log_level or os.environ.get("GRIDPULSE_LOG_LEVEL") or "INFO")
+    if log_format not in LOG_FORMATS:
+        typer.echo(
+            f"gridpulse: error: unknown --log-format '{log_format}'; valid: {', '.join(LOG_FORMATS)}",
+            err=True,
+        )
+        raise typer.Exit(int(ExitCode.USAGE))
+    if logging.getLevelName(level.upper()) == f"Level {level.upper()}":
+        typer.echo(
+            f"gridpulse: error: unknown log level '{level}'; valid: DEBUG, INFO, WARNING, ERROR", err=True
+        )
+        raise typer.Exit(int(ExitCode.USAGE))
+    setup_logging(level, log_format, os.environ.get("EIA_API_KEY"))
+
+
+@app.command()
+@handle_errors
+def fetch(
+    ba: BaOption = None,
+    dataset: DatasetOption = None,
+    since: SinceOption = None,
+    start: FromOption = None,
+    end: ToOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Fetch raw EIA rows and write them as JSON lines (one EIA row per line)."""
+    settings = _settings()
+    bas, datasets = resolve_bas(ba), resolve_datasets(dataset)
+    window = resolve_window(since, start, end, _now())
+    assert window is not None
+    client = _client(settings)
+    import json
+
+    count = 0
+    with _output(output) as out:
+        for row in iter_raw_rows(client, plan_chunks(bas, datasets, window)):
+            out.write(json.dumps(row, separators=(",", ":"), ensure_ascii=False) + "\n")
+            count += 1
+    log.info("fetched %d rows for %s %s in %d requests", count, ",".join(bas), window, client.stats.requests)
+
+
+@app.command()
+@handle_errors
+def normalize(
+    input_file: InputArgument = "-",
+    output: OutputOption = None,
+) -> None:
+    """Turn raw EIA rows (JSON lines from `fetch`) into observation CSV (the export format)."""
+    warned: set[str] = set()
+    with _input(input_file) as (stream, name):
+        rows = list(read_raw_rows(stream, name))
+    frame = normalize_rows(rows, warned)
+    frame = frame.sort_values(["series_id", "period_end_utc"], kind="stable")
+    with _output(output) as out:
+        write_observations_csv(frame, out)
+    log.info("normalized %d rows into %d observations", len(rows), len(frame))
+
+
+@app.command()
+@handle_errors
+def load(
+    input_file: InputArgument = "-",
+    db: DbOption = None,
+) -> None:
+    """Upsert observation CSV (from `normalize` or `export`) into the database."""
+    settings = _settings(db)
+    with _input(input_file) as (stream, name), _store(settings) as store:
+        report = run_load(store, stream, name, now=_now)
+    log.info(report.summary())
+
+
+@app.command()
+@handle_errors
+def ingest(
+    ba: BaOption = None,
+    dataset: DatasetOption = None,
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="DURATION", help="Window ending now (default 24h).")
+    ] = None,
+    start: FromOption = None,
+    end: ToOption = None,
+    db: DbOption = None,
+) -> None:
+    """Fetch, normalize and load a recent window: the hourly cron job."""
+    settings = _settings(db)
+    bas, datasets = resolve_bas(ba), resolve_datasets(dataset)
+    window = resolve_window(since, start, end, _now(), default_since="24h")
+    assert window is not None
+    client = _client(settings)
+    _install_signal_handlers()
+    with _store(settings) as store:
+        on_chunk, stop = _progress_reporter("ingest")
+        try:
+            report = run_ingest(store, client, bas, datasets, window, now=_now, progress=on_chunk)
+        finally:
+            stop()
+    log.info(report.summary())
+
+
+@app.command()
+@handle_errors
+def export(
+    ba: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ba", metavar="BA", help="Only these BAs (codes, aliases, 'all'). Default: every stored series."
+        ),
+    ] = None,
+    dataset: DatasetOption = None,
+    since: SinceOption = None,
+    start: FromOption = None,
+    end: ToOption = None,
+    output: OutputOption = None,
+    db: DbOption = None,
+) -> None:
+    """Write stored observations as CSV, sorted by series_id then time."""
+    settings = _settings(db)
+    bas = resolve_bas(ba, default=()) if ba else None
+    datasets = resolve_datasets(dataset) if dataset else None
+    window = resolve_window(since, start, end, _now(), default_since=None)
+    with _store(settings) as store, _output(output) as out:
+        count = export_csv(store, out, window, bas, datasets)
+    log.info("exported %d observations", count)
+
+
+def _not_yet(command: str) -> None:
+    typer.echo(f"gridpulse: error: '{command}' is not implemented in this release yet", err=True)
+    raise typer.Exit(int(ExitCode.INTERNAL))
+
+
+@app.command()
+def backfill() -> None:
+    """(Not implemented yet.) Load a long range of history."""
+    _not_yet("backfill")
+
+
+@app.command()
+def gaps() -> None:
+    """(Not implemented yet.) List hours that should exist and don't."""
+    _not_yet("gaps")
+
+
+@app.command()
+def health() -> None:
+    """(Not implemented yet.) Is the data fresh, are runs succeeding?"""
+    _not_yet("health")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except Interrupted:
+        sys.exit(int(ExitCode.INTERRUPTED))
+
+
+__all__ = ["DatabaseError", "app", "main"]

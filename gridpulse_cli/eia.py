@@ -1,0 +1,365 @@
+"""The EIA API v2 client: full-key paging, retries with backoff, a shared rate limit, redaction.
+
+This is the only module that speaks HTTP. It returns raw EIA rows (dicts exactly as EIA sent
+them) grouped by the response page they came from, so every stored value can be traced to the
+response that carried it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import backoff
+import requests
+from requests.adapters import HTTPAdapter
+
+from gridpulse_cli import __version__
+from gridpulse_cli.catalog import Route
+from gridpulse_cli.errors import (
+    ConfigError,
+    EIAError,
+    EIAKeyError,
+    EIARequestError,
+    EIARetryableError,
+    EIAUnavailableError,
+)
+from gridpulse_cli.redact import redact, strip_key
+from gridpulse_cli.windows import eia_period
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 5000  # EIA's hard cap on rows per JSON response
+MAX_WINDOW_RESTARTS = 3
+
+
+class RateLimiter:
+    """Never more than `per_second` request starts in any sliding one-second window.
+
+    A sliding log, not a token bucket: a bucket refilled at 5/s lets a burst of 5 follow a
+    burst of 5 within one second, which is what EIA's guidance forbids. `per_hour` caps the
+    hourly volume the same way. Thread-safe; one instance is shared by all workers.
+    """
+
+    def __init__(
+        self,
+        per_second: int = 5,
+        per_hour: int = 9000,
+        *,
+        margin: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.per_second, self.per_hour = per_second, per_hour
+        self.second = 1.0 + margin  # margin absorbs jitter between our start and EIA's arrival
+        self._clock, self._sleep = clock, sleep
+        self._recent: deque[float] = deque()
+        self._hourly: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        """Block until one more request may start, then record it."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._recent and now - self._recent[0] >= self.second:
+                    self._recent.popleft()
+                while self._hourly and now - self._hourly[0] >= 3600.0:
+                    self._hourly.popleft()
+                wait = 0.0
+                if len(self._recent) >= self.per_second:
+                    wait = self._recent[0] + self.second - now
+                if len(self._hourly) >= self.per_hour:
+                    wait = max(wait, self._hourly[0] + 3600.0 - now)
+                if wait <= 0:
+                    self._recent.append(now)
+                    self._hourly.append(now)
+                    return
+            if wait > 60:
+                log.warning("hourly request cap of %d reached; waiting %.0f s", self.per_hour, wait)
+            self._sleep(wait)
+
+
+@dataclass
+class Page:
+    """One EIA response: the parsed body (key stripped) and the rows gridpulse keeps from it."""
+
+    route: str
+    params: dict[str, Any]  # request parameters, without the key
+    body: dict[str, Any]
+    rows: list[dict[str, Any]]
+    total: int
+    fetched_at: datetime
+
+    def archive_bytes(self) -> bytes:
+        """The body as stored for audit: compact JSON, key stripped."""
+        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.archive_bytes()).hexdigest()
+
+
+@dataclass
+class ClientStats:
+    """Counters shared by every thread using one client."""
+
+    requests: int = 0
+    retries: int = 0
+    restarts: int = 0
+    duplicates: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, amount in counts.items():
+                setattr(self, name, getattr(self, name) + amount)
+
+
+def parse_total(raw: Any) -> int:
+    """EIA's `total` is a string in current responses and an int in older ones."""
+    if isinstance(raw, list) and len(raw) == 1:  # re-serialised samples wrap scalars
+        raw = raw[0]
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise EIARetryableError(f"response has no usable 'total' ({raw!r})") from None
+
+
+def build_params(
+    route: Route,
+    facets: Mapping[str, Sequence[str]],
+    start: datetime,
+    end_inclusive: datetime,
+    offset: int,
+    length: int,
+) -> list[tuple[str, str]]:
+    """Query parameters for one page, sorted on the route's full key so paging is exact."""
+    params: list[tuple[str, str]] = [("frequency", "hourly"), ("data[0]", "value")]
+    for facet, values in facets.items():
+        params.extend((f"facets[{facet}][]", value) for value in values)
+    params += [("start", eia_period(start)), ("end", eia_period(end_inclusive))]
+    for i, column in enumerate(route.key_columns):
+        params += [(f"sort[{i}][column]", column), (f"sort[{i}][direction]", "asc")]
+    params += [("offset", str(offset)), ("length", str(length))]
+    return params
+
+
+def _error_message(body: Any) -> tuple[str, str]:
+    """Return (code, message) from EIA's two error shapes."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("code", "")), str(error.get("message", ""))
+    if error is not None:
+        return str(body.get("code", "")), str(error)
+    return "", ""
+
+
+class EIAClient:
+    """Fetches complete windows of EIA-930 rows from one EIA API v2 base URL."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        limiter: RateLimiter | None = None,
+        session: requests.Session | None = None,
+        timeout: float = 60.0,
+        max_tries: int = 6,
+        retry_base: float = 1.0,
+        page_size: int = PAGE_SIZE,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._key = api_key
+        self.limiter = limiter or RateLimiter()
+        self.session = session or self._new_session()
+        self.timeout = (min(10.0, timeout), timeout)
+        self.page_size = page_size
+        self.stats = ClientStats()
+        self.max_tries = max_tries
+        self._get_json = backoff.on_exception(
+            backoff.expo,
+            EIARetryableError,
+            max_tries=max_tries,
+            factor=retry_base,
+            max_value=60,
+            jitter=backoff.full_jitter,
+            on_backoff=self._on_backoff,
+            logger=None,  # backoff's own lines would print the raw exception; ours are redacted
+        )(self._get_json_once)
+
+    @staticmethod
+    def _new_session() -> requests.Session:
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.headers["User-Agent"] = f"gridpulse/{__version__}"
+        return session
+
+    def url(self, route: Route) -> str:
+        return f"{self.base_url}/electricity/rto/{route.name}/data/"
+
+    def _on_backoff(self, details: Any) -> None:
+        self.stats.add(retries=1)
+        log.warning(
+            "EIA request failed (%s); retry %d/%d in %.1f s",
+            details.get("exception"),
+            details["tries"],
+            self.max_tries - 1,
+            details.get("wait") or 0.0,
+        )
+
+    def _get_json_once(self, url: str, params: list[tuple[str, str]]) -> dict[str, Any]:
+        self.limiter.acquire()
+        self.stats.add(requests=1)
+        try:
+            response = self.session.get(url, params=[*params, ("api_key", self._key)], timeout=self.timeout)
+        except (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.MissingSchema,
+        ) as exc:
+            raise ConfigError(f"GRIDPULSE_EIA_URL is not a usable URL: {self._clean(exc)}") from None
+        except requests.RequestException as exc:
+            raise EIARetryableError(f"{type(exc).__name__}: {self._clean(exc)}") from None
+        return self._check_response(response)
+
+    def _clean(self, exc: BaseException | str) -> str:
+        return redact(str(exc), self._key)
+
+    def _check_response(self, response: requests.Response) -> dict[str, Any]:
+        status = response.status_code
+        try:
+            body = response.json()
+        except (ValueError, requests.exceptions.RequestException):
+            body = None
+        code, message = _error_message(body)
+        if status == 403 or code.startswith("API_KEY"):
+            detail = message or response.reason or "forbidden"
+            raise EIAKeyError(f"EIA rejected the API key ({code or status}): {self._clean(detail)}")
+        if status == 429 or status >= 500:
+            raise EIARetryableError(f"HTTP {status}" + (f": {self._clean(message)}" if message else ""))
+        if status >= 400:
+            raise EIARequestError(
+                f"EIA rejected the request (HTTP {status}): {self._clean(message or response.reason)}"
+            )
+        if body is None:
+            raise EIARetryableError("truncated or invalid JSON body")
+        if code or message:
+            raise EIARetryableError(f"error body with HTTP {status}: {self._clean(message)} ({code})")
+        data = body.get("response", {}).get("data") if isinstance(body.get("response"), dict) else None
+        if not isinstance(data, list):
+            raise EIARetryableError("response has no data list")
+        return strip_key(body)
+
+    def _get_page(self, route: Route, params: list[tuple[str, str]]) -> Page:
+        try:
+            body = self._get_json(self.url(route), params)
+        except EIARetryableError as exc:
+            raise EIAUnavailableError(
+                f"EIA API at {self.base_url} failed {self.max_tries} times for {route.name}: {exc}"
+            ) from None
+        return Page(
+            route=route.name,
+            params=_params_dict(params),
+            body=body,
+            rows=body["response"]["data"],
+            total=parse_total(body["response"].get("total")),
+            fetched_at=datetime.now(UTC),
+        )
+
+    def fetch_window(
+        self,
+        route: Route,
+        facets: Mapping[str, Sequence[str]],
+        start: datetime,
+        end_inclusive: datetime,
+    ) -> list[Page]:
+        """Return every page of one window; each row appears once across the pages.
+
+        Pages are requested with a full-key sort; if `total` moves between pages the data
+        changed under us and the whole window is fetched again.
+        """
+        for attempt in range(MAX_WINDOW_RESTARTS + 1):
+            pages = self._fetch_pages(route, facets, start, end_inclusive)
+            if pages is not None:
+                return _drop_duplicates(route, pages, self.stats)
+            self.stats.add(restarts=1)
+            log.warning(
+                "%s %s..%s changed while paging; fetching the window again (%d/%d)",
+                route.name,
+                eia_period(start),
+                eia_period(end_inclusive),
+                attempt + 1,
+                MAX_WINDOW_RESTARTS,
+            )
+        raise EIAUnavailableError(
+            f"EIA's {route.name} data for {eia_period(start)}..{eia_period(end_inclusive)} "
+            f"kept changing while paging ({MAX_WINDOW_RESTARTS + 1} attempts)"
+        )
+
+    def _fetch_pages(
+        self,
+        route: Route,
+        facets: Mapping[str, Sequence[str]],
+        start: datetime,
+        end_inclusive: datetime,
+    ) -> list[Page] | None:
+        """Fetch a window page by page; None when the data moved and the window must restart."""
+        pages: list[Page] = []
+        offset, total = 0, None
+        while total is None or offset < total:
+            params = build_params(route, facets, start, end_inclusive, offset, self.page_size)
+            page = self._get_page(route, params)
+            if total is not None and page.total != total:
+                return None
+            total = page.total
+            if not page.rows and offset < total:
+                return None  # fewer rows than promised: the data moved
+            pages.append(page)
+            offset += len(page.rows)
+            log.debug("%s offset %d: %d rows of %d", route.name, offset, len(page.rows), total)
+        return pages
+
+
+def _params_dict(params: list[tuple[str, str]]) -> dict[str, Any]:
+    """Request parameters as a JSON-able dict (facets grouped), for the audit archive."""
+    out: dict[str, Any] = {}
+    for name, value in params:
+        if name.endswith("[]"):
+            out.setdefault(name, []).append(value)
+        else:
+            out[name] = value
+    return out
+
+
+def _drop_duplicates(route: Route, pages: list[Page], stats: ClientStats) -> list[Page]:
+    """Drop rows whose full key was already seen on an earlier page (warn; EIA's paging defect)."""
+    seen: set[tuple[Any, ...]] = set()
+    dropped = 0
+    for page in pages:
+        kept = []
+        for row in page.rows:
+            key = tuple(row.get(column) for column in route.key_columns)
+            if key in seen:
+                dropped += 1
+                continue
+            seen.add(key)
+            kept.append(row)
+        page.rows = kept
+    if dropped:
+        stats.add(duplicates=dropped)
+        log.warning("%s: dropped %d duplicate rows repeated across pages", route.name, dropped)
+    return pages
+
+
+__all__ = ["EIAClient", "EIAError", "Page", "RateLimiter", "build_params", "parse_total"]

@@ -1,0 +1,91 @@
+"""Error hierarchy: every failure gridpulse reports is one of these, mapped to an exit code once, in cli.py."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit statuses; documented in the README's "Exit codes" table."""
+
+    OK = 0
+    INTERNAL = 1
+    USAGE = 2
+    CONFIG = 3
+    EIA_AUTH = 4
+    EIA_UNAVAILABLE = 5
+    DATABASE = 6
+    BAD_INPUT = 7
+    CHECK_FAILED = 8
+    LOCKED = 9
+    INTERRUPTED = 130
+
+
+class GridpulseError(Exception):
+    """Base class: a condition gridpulse explains in one line."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+
+class UsageError(GridpulseError):
+    """An option value is malformed or not one of the allowed values."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(GridpulseError):
+    """A required setting is missing or malformed (EIA_API_KEY, database URL)."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class EIAError(GridpulseError):
+    """The EIA API could not give us the data."""
+
+    exit_code = ExitCode.EIA_UNAVAILABLE
+
+
+class EIAKeyError(EIAError):
+    """EIA rejected or did not receive the API key (HTTP 403); retrying cannot help."""
+
+    exit_code = ExitCode.EIA_AUTH
+
+
+class EIARequestError(EIAError):
+    """EIA rejected the request itself (HTTP 400); retrying cannot help."""
+
+
+class EIAUnavailableError(EIAError):
+    """EIA stayed unreachable or kept failing after every retry."""
+
+
+class EIARetryableError(EIAError):
+    """A transient failure (429, 5xx, reset, timeout, bad body) that the client retries."""
+
+
+class DatabaseError(GridpulseError):
+    """The database cannot be opened, created or written."""
+
+    exit_code = ExitCode.DATABASE
+
+
+class SchemaTooNewError(DatabaseError):
+    """The database was written by a newer gridpulse than this one."""
+
+
+class InputFormatError(GridpulseError):
+    """An input file for normalize/load/backfill is not in the expected format."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class LockedError(GridpulseError):
+    """Another gridpulse writer holds the database lock."""
+
+    exit_code = ExitCode.LOCKED
+
+
+class Interrupted(GridpulseError):
+    """The run was stopped by SIGINT or SIGTERM."""
+
+    exit_code = ExitCode.INTERRUPTED

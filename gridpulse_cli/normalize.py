@@ -1,0 +1,284 @@
+"""Raw EIA-930 rows -> observations: one row per (EIA series ID, UTC hour ending).
+
+Observation columns (the CSV that `normalize` writes, `export` writes and `load` reads):
+
+    series_id        EIA's series ID, e.g. EBA.CISO-ALL.D.H
+    period_end_utc   end of the hour, UTC (EIA's hourly `period` is hour-ending)
+    value            MWh (float); empty when EIA published no usable value
+    quality_flag     good | missing | estimated | suspect
+    dataset, area, counterpart   what the series ID names, for readers
+
+Raw EIA field names (`respondent`, `fueltype`, `type-name`, …) appear only in this module.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+
+from gridpulse_cli.catalog import KNOWN_FUELS, TYPE_CODE_DATASET, parse_series_id
+from gridpulse_cli.errors import InputFormatError
+
+log = logging.getLogger(__name__)
+
+OBSERVATION_COLUMNS = [
+    "series_id",
+    "period_end_utc",
+    "value",
+    "quality_flag",
+    "dataset",
+    "area",
+    "counterpart",
+]
+REQUIRED_COLUMNS = OBSERVATION_COLUMNS[:4]
+QUALITY_FLAGS = ("good", "missing", "estimated", "suspect")
+PERIOD_FORMAT = "%Y-%m-%dT%H"
+CSV_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def row_kind(row: dict[str, Any]) -> str:
+    """Which route a raw row came from, told by its fields."""
+    if "fromba" in row:
+        return "interchange-data"
+    if "subba" in row:
+        return "region-sub-ba-data"
+    if "fueltype" in row:
+        return "fuel-type-data"
+    if "type" in row and "respondent" in row:
+        return "region-data"
+    raise InputFormatError(f"not an EIA-930 row (no respondent/fromba/subba field): {json.dumps(row)[:120]}")
+
+
+def empty_observations() -> pd.DataFrame:
+    frame = pd.DataFrame({column: pd.Series(dtype=object) for column in OBSERVATION_COLUMNS})
+    frame["period_end_utc"] = pd.Series(dtype="datetime64[ns, UTC]")
+    frame["value"] = pd.Series(dtype="float64")
+    return frame
+
+
+def _periods(raw: pd.Series) -> pd.Series:
+    try:
+        return pd.to_datetime(raw, format=PERIOD_FORMAT, utc=True)
+    except (ValueError, TypeError):
+        bad = next((p for p in raw if not _is_hourly_period(p)), raw.iloc[0])
+        raise InputFormatError(
+            f"period {bad!r} is not an hourly UTC period (YYYY-MM-DDTHH); "
+            "gridpulse reads frequency=hourly data, not local-hourly"
+        ) from None
+
+
+def _is_hourly_period(text: Any) -> bool:
+    try:
+        pd.to_datetime(text, format=PERIOD_FORMAT)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def normalize_rows(rows: Sequence[dict[str, Any]], warned_fuels: set[str] | None = None) -> pd.DataFrame:
+    """Return observations for raw EIA rows from any mix of the four routes."""
+    if not rows:
+        return empty_observations()
+    warned = warned_fuels if warned_fuels is not None else set()
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_kind.setdefault(row_kind(row), []).append(row)
+    frames = [_normalize_kind(kind, group, warned) for kind, group in by_kind.items()]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return empty_observations()
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return drop_duplicate_observations(frame)
+
+
+def _normalize_kind(kind: str, rows: list[dict[str, Any]], warned: set[str]) -> pd.DataFrame:
+    raw = pd.DataFrame.from_records(rows)
+    for column in ("period", "value"):
+        if column not in raw:
+            raise InputFormatError(f"{kind} rows have no '{column}' field")
+    if kind == "region-data":
+        area, counterpart = raw["respondent"].astype(str), pd.Series("", index=raw.index)
+        dataset = raw["type"].map(TYPE_CODE_DATASET)
+        unknown = raw.loc[dataset.isna(), "type"].unique()
+        if len(unknown):
+            log.warning(
+                "skipping region-data rows with unknown type code(s): %s", ", ".join(map(str, unknown))
+            )
+            keep = dataset.notna()
+            raw, area, counterpart, dataset = raw[keep], area[keep], counterpart[keep], dataset[keep]
+        suffix = dataset.map({"demand": "D", "forecast": "DF", "generation": "NG", "total-interchange": "TI"})
+        series = "EBA." + area + "-ALL." + suffix + ".H"
+    elif kind == "fuel-type-data":
+        area, counterpart = raw["respondent"].astype(str), raw["fueltype"].astype(str)
+        new = sorted(set(counterpart.unique()) - KNOWN_FUELS - warned)
+        if new:
+            warned.update(new)
+            log.warning("new fuel code(s) %s: stored as published", ", ".join(new))
+        dataset = pd.Series("fuel-mix", index=raw.index)
+        series = "EBA." + area + "-ALL.NG." + counterpart + ".H"
+    elif kind == "interchange-data":
+        area, counterpart = raw["fromba"].astype(str), raw["toba"].astype(str)
+        dataset = pd.Series("interchange", index=raw.index)
+        series = "EBA." + area + "-" + counterpart + ".ID.H"
+    else:
+        area, counterpart = raw["parent"].astype(str), raw["subba"].astype(str)
+        dataset = pd.Series("subregion-demand", index=raw.index)
+        series = "EBA." + area + "-" + counterpart + ".D.H"
+    value = pd.to_numeric(raw["value"], errors="coerce").astype("float64")
+    value = value.where(np.isfinite(value))
+    return pd.DataFrame(
+        {
+            "series_id": series.to_numpy(dtype=object),
+            "period_end_utc": _periods(raw["period"]).to_numpy(),
+            "value": value.to_numpy(),
+            "quality_flag": np.where(value.isna(), "missing", "good").astype(object),
+            "dataset": dataset.to_numpy(dtype=object),
+            "area": area.to_numpy(dtype=object),
+            "counterpart": counterpart.to_numpy(dtype=object),
+        }
+    ).astype({"period_end_utc": "datetime64[ns, UTC]"})
+
+
+def drop_duplicate_observations(frame: pd.DataFrame) -> pd.DataFrame:
+    """Keep the first row per (series_id, period_end_utc); a repeated key cannot be upserted twice."""
+    duplicated = frame.duplicated(["series_id", "period_end_utc"], keep="first")
+    if duplicated.any():
+        log.warning("dropped %d repeated (series, hour) rows", int(duplicated.sum()))
+        frame = frame[~duplicated].reset_index(drop=True)
+    return frame
+
+
+# ---- raw JSON lines in -------------------------------------------------------------------
+
+
+def read_raw_rows(lines: Iterable[str], source: str = "<stdin>") -> Iterator[dict[str, Any]]:
+    """Yield raw EIA rows from JSON lines; a bad line is an InputFormatError naming it."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputFormatError(f"{source}:{number}: not JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise InputFormatError(f"{source}:{number}: expected a JSON object per line (an EIA row)")
+        yield row
+
+
+# ---- observation CSV out / in ------------------------------------------------------------
+
+
+def format_value(value: float) -> str:
+    """MWh as EIA wrote it: integers without '.0', decimals in the shortest exact form."""
+    if value != value:  # NaN
+        return ""
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
+def write_observations_csv(frame: pd.DataFrame, out: IO[str], header: bool = True) -> None:
+    """Write observations as CSV (the export format)."""
+    writer = csv.writer(out, lineterminator="\n")
+    if header:
+        writer.writerow(OBSERVATION_COLUMNS)
+    if frame.empty:
+        return
+    times = frame["period_end_utc"].dt.strftime(CSV_TIME_FORMAT)
+    values = [format_value(v) for v in frame["value"].to_numpy(dtype="float64")]
+    writer.writerows(
+        zip(
+            frame["series_id"],
+            times,
+            values,
+            frame["quality_flag"],
+            frame["dataset"],
+            frame["area"],
+            frame["counterpart"],
+            strict=True,
+        )
+    )
+
+
+def read_observations_csv(
+    stream: IO[str], source: str = "<stdin>", chunk_rows: int = 200_000
+) -> Iterator[pd.DataFrame]:
+    """Yield validated observation chunks from CSV (the export/normalize format)."""
+    try:
+        reader = pd.read_csv(
+            stream, dtype=str, keep_default_na=False, chunksize=chunk_rows, skipinitialspace=True
+        )
+        line = 1
+        for chunk in reader:
+            if [str(c).strip() for c in chunk.columns[:4]] != REQUIRED_COLUMNS:
+                raise InputFormatError(
+                    f"{source}: header must start with {','.join(REQUIRED_COLUMNS)} "
+                    f"(got {','.join(map(str, chunk.columns[:4]))!r})"
+                )
+            yield _validate_chunk(chunk, source, line)
+            line += len(chunk)
+    except pd.errors.EmptyDataError:
+        raise InputFormatError(
+            f"{source}: empty input; expected CSV with header {','.join(REQUIRED_COLUMNS)}"
+        ) from None
+    except pd.errors.ParserError as exc:
+        raise InputFormatError(f"{source}: malformed CSV: {str(exc).strip()}") from None
+
+
+_SERIES_CACHE: dict[str, tuple[str, str, str]] = {}
+
+
+def _validate_chunk(chunk: pd.DataFrame, source: str, first_line: int) -> pd.DataFrame:
+    def fail(position: int, message: str) -> InputFormatError:
+        return InputFormatError(f"{source}:{first_line + 1 + position}: {message}")
+
+    periods = pd.to_datetime(chunk["period_end_utc"], format=CSV_TIME_FORMAT, utc=True, errors="coerce")
+    if periods.isna().any():
+        pos = int(np.flatnonzero(periods.isna().to_numpy())[0])
+        raise fail(
+            pos, f"period_end_utc {chunk['period_end_utc'].iloc[pos]!r} is not like 2024-01-01T05:00:00Z"
+        )
+    if (periods.dt.minute != 0).any() or (periods.dt.second != 0).any():
+        pos = int(np.flatnonzero(((periods.dt.minute != 0) | (periods.dt.second != 0)).to_numpy())[0])
+        raise fail(pos, f"period_end_utc {chunk['period_end_utc'].iloc[pos]!r} is not on the hour")
+    raw_values = chunk["value"].str.strip()
+    values = pd.to_numeric(raw_values.where(raw_values != ""), errors="coerce")
+    unparsable = values.isna() & (raw_values != "")
+    if unparsable.any():
+        pos = int(np.flatnonzero(unparsable.to_numpy())[0])
+        raise fail(pos, f"value {raw_values.iloc[pos]!r} is not a number (leave it empty when missing)")
+    flags = chunk["quality_flag"].str.strip()
+    bad_flags = ~flags.isin(QUALITY_FLAGS)
+    if bad_flags.any():
+        pos = int(np.flatnonzero(bad_flags.to_numpy())[0])
+        raise fail(pos, f"quality_flag {flags.iloc[pos]!r} is not one of {', '.join(QUALITY_FLAGS)}")
+    series = chunk["series_id"].str.strip()
+    parts = []
+    for sid in series.unique():
+        if sid not in _SERIES_CACHE:
+            try:
+                key = parse_series_id(sid)
+            except ValueError as exc:
+                pos = int(np.flatnonzero((series == sid).to_numpy())[0])
+                raise fail(pos, str(exc)) from None
+            _SERIES_CACHE[sid] = (key.dataset, key.area, key.counterpart)
+        parts.append((sid, *_SERIES_CACHE[sid]))
+    lookup = pd.DataFrame(parts, columns=["series_id", "dataset", "area", "counterpart"]).set_index(
+        "series_id"
+    )
+    frame = pd.DataFrame(
+        {
+            "series_id": series.to_numpy(dtype=object),
+            "period_end_utc": periods.to_numpy(),
+            "value": values.astype("float64").to_numpy(),
+            "quality_flag": flags.to_numpy(dtype=object),
+        }
+    ).astype({"period_end_utc": "datetime64[ns, UTC]"})
+    joined = lookup.reindex(frame["series_id"])
+    for column in ("dataset", "area", "counterpart"):
+        frame[column] = joined[column].to_numpy(dtype=object)
+    return drop_duplicate_observations(frame)

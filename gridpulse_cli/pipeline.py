@@ -1,0 +1,298 @@
+"""fetch -> normalize -> load, in chunks, recorded in the run ledger.
+
+A chunk is one route, one facet set and one time slice; it is fetched completely and committed
+atomically (its EIA responses archived, its observations upserted), so a failure never leaves
+half a chunk behind and a re-run simply repeats the chunks that did not commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any
+
+import pandas as pd
+
+from gridpulse_cli.catalog import DATASETS, REGION_DATA, Route
+from gridpulse_cli.eia import PAGE_SIZE, EIAClient, Page
+from gridpulse_cli.errors import GridpulseError, Interrupted
+from gridpulse_cli.normalize import normalize_rows, read_observations_csv
+from gridpulse_cli.store import LoadCounts, Store
+from gridpulse_cli.windows import HOUR, Window, split_window
+
+log = logging.getLogger(__name__)
+
+# Rough rows per hour per area, used only to size time slices to whole pages.
+_ROWS_PER_AREA_HOUR = {"fuel-type-data": 12, "interchange-data": 12, "region-sub-ba-data": 25}
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One unit of fetching and committing."""
+
+    route: Route
+    facets: dict[str, list[str]]
+    window: Window
+
+    def describe(self) -> str:
+        areas = ",".join(self.facets.get(self.route.area_facet, []))
+        return f"{self.route.name} {areas} {self.window}"
+
+
+def plan_chunks(
+    bas: Sequence[str], datasets: Sequence[str], window: Window, pages_per_chunk: int = 4
+) -> list[Chunk]:
+    """Split a request into route/time-slice chunks of about `pages_per_chunk` full pages."""
+    routes: dict[str, list[str]] = {}
+    for name in datasets:
+        dataset = DATASETS[name]
+        codes = routes.setdefault(dataset.route.name, [])
+        if dataset.type_code:
+            codes.append(dataset.type_code)
+    chunks: list[Chunk] = []
+    for route_name, type_codes in routes.items():
+        route = DATASETS[next(d for d in datasets if DATASETS[d].route.name == route_name)].route
+        facets: dict[str, list[str]] = {route.area_facet: list(bas)}
+        if route is REGION_DATA:
+            facets["type"] = type_codes
+            per_area = len(type_codes)
+        else:
+            per_area = _ROWS_PER_AREA_HOUR[route.name]
+        slice_hours = max(1, pages_per_chunk * PAGE_SIZE // max(1, per_area * len(bas)))
+        chunks.extend(Chunk(route, facets, part) for part in split_window(window, slice_hours))
+    return chunks
+
+
+def fetch_chunk(client: EIAClient, chunk: Chunk) -> list[Page]:
+    """Every page of one chunk (EIA's `end` is inclusive, our window is half-open)."""
+    return client.fetch_window(chunk.route, chunk.facets, chunk.window.start, chunk.window.end - HOUR)
+
+
+def iter_raw_rows(client: EIAClient, chunks: Sequence[Chunk]) -> Iterator[dict[str, Any]]:
+    """Yield raw EIA rows for `gridpulse fetch`, chunk by chunk."""
+    for chunk in chunks:
+        for page in fetch_chunk(client, chunk):
+            yield from page.rows
+
+
+def pages_to_observations(pages: Sequence[Page], warned_fuels: set[str]) -> list[pd.DataFrame]:
+    """Normalize each page separately, so every observation keeps the page it came from."""
+    return [normalize_rows(page.rows, warned_fuels) for page in pages]
+
+
+def commit_chunk(
+    store: Store,
+    run_id: int | None,
+    pages: Sequence[Page],
+    now: datetime,
+    warned_fuels: set[str],
+) -> LoadCounts:
+    """Archive a chunk's responses and upsert its observations in one transaction."""
+    frames = pages_to_observations(pages, warned_fuels)
+    counts = LoadCounts()
+    with store.transaction() as conn:
+        parts, sources = [], []
+        for page, frame in zip(pages, frames, strict=True):
+            source_id = store.archive(
+                conn,
+                run_id,
+                "eia-response",
+                page.route,
+                page.params,
+                page.archive_bytes(),
+                len(page.rows),
+                page.sha256(),
+                page.fetched_at,
+            )
+            parts.append(frame)
+            sources.append(pd.Series(source_id, index=frame.index, dtype="int64"))
+        if parts:
+            frame = pd.concat(parts, ignore_index=True)
+            source_ids = pd.concat(sources, ignore_index=True)
+            keep = ~frame.duplicated(["series_id", "period_end_utc"], keep="first")
+            counts += store.upsert(conn, frame[keep], run_id, now, source_ids[keep])
+    return counts
+
+
+@dataclass
+class RunReport:
+    """What a run did; printed as the summary line and stored in the ledger."""
+
+    run_id: int | None = None
+    chunks: int = 0
+    fetched: int = 0
+    counts: LoadCounts = field(default_factory=LoadCounts)
+    requests: int = 0
+    retries: int = 0
+    elapsed: float = 0.0
+    status: str = "ok"
+
+    def summary(self) -> str:
+        c = self.counts
+        rate = self.fetched / self.elapsed if self.elapsed > 0 else 0.0
+        return (
+            f"run {self.run_id} {self.status}: {self.chunks} chunks, {self.fetched} rows fetched, "
+            f"{c.inserted} inserted, {c.revised} revised, {c.unchanged} unchanged; "
+            f"{self.requests} requests, {self.retries} retries, {self.elapsed:.1f} s ({rate:,.0f} rows/s)"
+        )
+
+
+@dataclass(frozen=True)
+class ChunkDone:
+    """Progress event after each committed chunk."""
+
+    chunk: Chunk
+    index: int
+    total: int
+    rows: int
+    report: RunReport
+
+
+ProgressCallback = Callable[[ChunkDone], None]
+
+
+def run_ingest(
+    store: Store,
+    client: EIAClient,
+    bas: Sequence[str],
+    datasets: Sequence[str],
+    window: Window,
+    *,
+    command: str = "ingest",
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    progress: ProgressCallback | None = None,
+) -> RunReport:
+    """Fetch, normalize and load every chunk of the window; record the run in the ledger."""
+    chunks = plan_chunks(bas, datasets, window)
+    report = RunReport(run_id=store.start_run(command, window, bas, datasets, now()))
+    started = time.monotonic()
+    warned: set[str] = set()
+    log.info("run %d: %s %s for %s (%d chunks)", report.run_id, command, window, ",".join(bas), len(chunks))
+    try:
+        for index, chunk in enumerate(chunks, start=1):
+            pages = fetch_chunk(client, chunk)
+            rows = sum(len(p.rows) for p in pages)
+            report.counts += commit_chunk(store, report.run_id, pages, now(), warned)
+            report.fetched += rows
+            report.chunks = index
+            _sync_stats(report, client, started)
+            if progress:
+                progress(ChunkDone(chunk, index, len(chunks), rows, report))
+    except (GridpulseError, KeyboardInterrupt) as exc:
+        report.status = "interrupted" if isinstance(exc, KeyboardInterrupt | Interrupted) else "failed"
+        _sync_stats(report, client, started)
+        _finish(store, report, now(), error=str(exc) or type(exc).__name__)
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted("interrupted; committed chunks are kept, re-run to continue") from None
+        raise
+    _finish(store, report, now())
+    return report
+
+
+def _sync_stats(report: RunReport, client: EIAClient, started: float) -> None:
+    report.requests, report.retries = client.stats.requests, client.stats.retries
+    report.elapsed = time.monotonic() - started
+
+
+def _finish(store: Store, report: RunReport, now: datetime, error: str | None = None) -> None:
+    if report.run_id is None:
+        return
+    store.finish_run(
+        report.run_id,
+        report.status,
+        now,
+        fetched=report.fetched,
+        counts=report.counts,
+        requests=report.requests,
+        retries=report.retries,
+        error=error,
+    )
+
+
+# ---- load: observation CSV -> database ---------------------------------------------------
+
+
+class _CompressingReader(io.TextIOBase):
+    """Passes a text stream through while gzip-compressing what was read, for the audit archive."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: gzip container
+        self._parts: list[bytes] = []
+        self._sha = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def _keep(self, text: str) -> str:
+        data = text.encode()
+        self._sha.update(data)
+        self._parts.append(self._compressor.compress(data))
+        return text
+
+    def read(self, size: int | None = -1) -> str:
+        return self._keep(self._stream.read(-1 if size is None else size))
+
+    def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
+        return self._keep(self._stream.readline(-1 if size is None else size))
+
+    def __iter__(self) -> Iterator[str]:  # type: ignore[override]
+        return iter(self.readline, "")
+
+    def finish(self) -> tuple[bytes, str]:
+        """The gzipped input and its sha256."""
+        return b"".join([*self._parts, self._compressor.flush()]), self._sha.hexdigest()
+
+
+def run_load(
+    store: Store,
+    stream: IO[str],
+    source_name: str,
+    *,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    progress: ProgressCallback | None = None,
+    chunk_rows: int = 200_000,
+) -> RunReport:
+    """Upsert an observation CSV chunk by chunk; the input is archived as the rows' source."""
+    report = RunReport(run_id=store.start_run(f"load {source_name}", None, [], [], now()))
+    started = time.monotonic()
+    reader = _CompressingReader(stream)
+    with store.transaction() as conn:
+        source_id = store.archive(
+            conn,
+            report.run_id,
+            "load-input",
+            "observations-csv",
+            {"input": source_name},
+            b"",
+            0,
+            "",
+            now(),
+        )
+    try:
+        chunks = read_observations_csv(reader, source_name, chunk_rows)  # type: ignore[arg-type]
+        for frame in chunks:
+            with store.transaction() as conn:
+                report.counts += store.upsert(conn, frame, report.run_id, now(), source_id)
+            report.fetched += len(frame)
+            report.chunks += 1
+            report.elapsed = time.monotonic() - started
+        body, sha = reader.finish()
+        with store.transaction() as conn:
+            store.complete_archive(conn, source_id, body, sha, report.fetched)
+    except (GridpulseError, KeyboardInterrupt) as exc:
+        report.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        report.elapsed = time.monotonic() - started
+        _finish(store, report, now(), error=str(exc) or type(exc).__name__)
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted("interrupted; committed chunks are kept") from None
+        raise
+    report.elapsed = time.monotonic() - started
+    _finish(store, report, now())
+    return report

@@ -1,0 +1,458 @@
+"""The database: schema migrations, dialect-aware bulk upsert with revision history, reads.
+
+SQLite (the default, a file) and PostgreSQL (`postgresql://…`, psycopg2) share one schema
+(schema.py). Loads go through a staging table: rows whose value and flag are unchanged are
+never rewritten, changed ones leave their previous value in `revisions`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from gridpulse_cli.catalog import area_type
+from gridpulse_cli.errors import DatabaseError, SchemaTooNewError
+from gridpulse_cli.schema import MIGRATIONS, SCHEMA_VERSION
+from gridpulse_cli.store_pg import copy_to_staging
+from gridpulse_cli.windows import Window
+
+log = logging.getLogger(__name__)
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclass
+class LoadCounts:
+    """What one upsert did."""
+
+    inserted: int = 0
+    revised: int = 0
+    unchanged: int = 0
+
+    def __iadd__(self, other: LoadCounts) -> LoadCounts:
+        self.inserted += other.inserted
+        self.revised += other.revised
+        self.unchanged += other.unchanged
+        return self
+
+    @property
+    def total(self) -> int:
+        return self.inserted + self.revised + self.unchanged
+
+
+def display_url(url: str) -> str:
+    """The database URL with any password hidden."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
+
+
+def describe_db_error(exc: BaseException) -> str:
+    """One line from a driver error: the first line of its message."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return text[0] if text else type(orig).__name__
+
+
+class Store:
+    """One gridpulse database. Create with `Store.open(url)`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._series_keys: dict[str, int] = {}
+
+    # ---- opening and migrating -------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str, migrate: bool = True) -> Store:
+        """Connect (creating a SQLite file's folder) and bring the schema up to date."""
+        parsed = sa.make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            _prepare_sqlite_path(Path(parsed.database))
+        kwargs: dict[str, Any] = {}
+        if parsed.get_backend_name() == "postgresql":
+            kwargs["connect_args"] = {"connect_timeout": 10, "application_name": "gridpulse"}
+        engine = sa.create_engine(url, **kwargs)
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+        store = cls(engine)
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            if migrate:
+                store.migrate()
+        except sa.exc.SQLAlchemyError as exc:
+            engine.dispose()
+            raise DatabaseError(f"cannot use database {display_url(url)}: {describe_db_error(exc)}") from None
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def schema_version(self, conn: Connection) -> int:
+        """Return the applied schema version (0 for an empty database)."""
+        if not sa.inspect(conn).has_table("gridpulse_schema"):
+            return 0
+        return int(conn.exec_driver_sql("SELECT max(version) FROM gridpulse_schema").scalar() or 0)
+
+    def migrate(self) -> list[int]:
+        """Apply pending migrations in one transaction each; return the versions applied."""
+        applied = []
+        with self.engine.begin() as conn:
+            current = self.schema_version(conn)
+        if current > SCHEMA_VERSION:
+            raise SchemaTooNewError(
+                f"database schema version {current} is newer than this gridpulse supports "
+                f"({SCHEMA_VERSION}); upgrade gridpulse"
+            )
+        for migration in MIGRATIONS:
+            if migration.version <= current:
+                continue
+            with self.engine.begin() as conn:
+                if self.dialect == "postgresql":  # one migrator at a time
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7466375)")
+                    if self.schema_version(conn) >= migration.version:
+                        continue
+                if migration.version == 1:
+                    conn.exec_driver_sql(
+                        "CREATE TABLE IF NOT EXISTS gridpulse_schema "
+                        "(version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at_utc TEXT NOT NULL)"
+                    )
+                for statement in migration.statements(self.dialect):
+                    conn.exec_driver_sql(statement)
+                conn.execute(
+                    sa.text("INSERT INTO gridpulse_schema VALUES (:v, :d, :t)"),
+                    {"v": migration.version, "d": migration.description, "t": _now_text()},
+                )
+            log.info("database schema migrated to version %d (%s)", migration.version, migration.description)
+            applied.append(migration.version)
+        return applied
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One atomic unit of work; rolled back on any exception."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.SQLAlchemyError as exc:
+            self._series_keys.clear()  # keys created in the rolled-back transaction are gone
+            raise DatabaseError(f"database error: {describe_db_error(exc)}") from None
+        except BaseException:
+            self._series_keys.clear()
+            raise
+
+    # ---- time values -------------------------------------------------------------------------
+
+    def _ts(self, moment: datetime | None) -> Any:
+        if moment is None:
+            return None
+        return moment.astimezone(UTC).strftime(TIME_FORMAT) if self.dialect == "sqlite" else moment
+
+    def _period_values(self, periods: pd.Series) -> Any:
+        array = periods.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[s]")
+        text = np.char.add(np.datetime_as_string(array, unit="s"), "Z")
+        return text.tolist()
+
+    # ---- the run ledger -----------------------------------------------------------------------
+
+    def start_run(
+        self,
+        command: str,
+        window: Window | None,
+        bas: Sequence[str],
+        datasets: Sequence[str],
+        now: datetime,
+    ) -> int:
+        """Record a run as `running`; return its id."""
+        with self.transaction() as conn:
+            params = {
+                "command": command,
+                "started": self._ts(now),
+                "ws": self._ts(window.start) if window else None,
+                "we": self._ts(window.end) if window else None,
+                "bas": ",".join(bas),
+                "datasets": ",".join(datasets),
+            }
+            result = conn.execute(
+                sa.text(
+                    "INSERT INTO runs (command, status, started_at_utc, window_start_utc, window_end_utc, bas, datasets) "
+                    "VALUES (:command, 'running', :started, :ws, :we, :bas, :datasets) RETURNING run_id"
+                ),
+                params,
+            )
+            return int(result.scalar_one())
+
+    def finish_run(
+        self,
+        run_id: int,
+        status: str,
+        now: datetime,
+        *,
+        fetched: int = 0,
+        counts: LoadCounts | None = None,
+        requests: int = 0,
+        retries: int = 0,
+        error: str | None = None,
+    ) -> None:
+        """Record how a run ended."""
+        counts = counts or LoadCounts()
+        with self.transaction() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE runs SET status = :status, finished_at_utc = :finished, rows_fetched = :fetched, "
+                    "rows_inserted = :inserted, rows_revised = :revised, rows_unchanged = :unchanged, "
+                    "requests = :requests, retries = :retries, error = :error WHERE run_id = :run_id"
+                ),
+                {
+                    "status": status,
+                    "finished": self._ts(now),
+                    "fetched": fetched,
+                    "inserted": counts.inserted,
+                    "revised": counts.revised,
+                    "unchanged": counts.unchanged,
+                    "requests": requests,
+                    "retries": retries,
+                    "error": error,
+                    "run_id": run_id,
+                },
+            )
+
+    # ---- source archive -----------------------------------------------------------------------
+
+    def archive(
+        self,
+        conn: Connection,
+        run_id: int | None,
+        kind: str,
+        route: str,
+        params: dict[str, Any],
+        body: bytes,
+        row_count: int,
+        sha256: str,
+        fetched_at: datetime,
+    ) -> int:
+        """Store one raw document gzipped; return its source_id."""
+        result = conn.execute(
+            sa.text(
+                "INSERT INTO sources (run_id, kind, route, params_json, fetched_at_utc, row_count, sha256, body_gzip) "
+                "VALUES (:run_id, :kind, :route, :params, :fetched, :rows, :sha, :body) RETURNING source_id"
+            ),
+            {
+                "run_id": run_id,
+                "kind": kind,
+                "route": route,
+                "params": json.dumps(params, sort_keys=True),
+                "fetched": self._ts(fetched_at),
+                "rows": row_count,
+                "sha": sha256,
+                "body": gzip.compress(body, compresslevel=6, mtime=0),
+            },
+        )
+        return int(result.scalar_one())
+
+    def complete_archive(
+        self, conn: Connection, source_id: int, body_gzip: bytes, sha256: str, row_count: int
+    ) -> None:
+        """Fill in a source archived before its content was complete (a streamed load input)."""
+        conn.execute(
+            sa.text(
+                "UPDATE sources SET body_gzip = :body, sha256 = :sha, row_count = :rows "
+                "WHERE source_id = :sid"
+            ),
+            {"body": body_gzip, "sha": sha256, "rows": row_count, "sid": source_id},
+        )
+
+    # ---- series -------------------------------------------------------------------------------
+
+    def series_keys(self, conn: Connection, frame: pd.DataFrame, now: datetime) -> dict[str, int]:
+        """Return series_key for every series in `frame`, creating unknown series."""
+        wanted = frame.drop_duplicates("series_id")[["series_id", "dataset", "area", "counterpart"]]
+        missing = [sid for sid in wanted["series_id"] if sid not in self._series_keys]
+        if missing:
+            self._load_series_keys(conn, missing)
+            new = wanted[~wanted["series_id"].isin(list(self._series_keys))]
+            if len(new):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO series (series_id, dataset, area, area_type, counterpart, first_seen_utc) "
+                        "VALUES (:sid, :dataset, :area, :area_type, :counterpart, :now) "
+                        "ON CONFLICT (series_id) DO NOTHING"
+                    ),
+                    [
+                        {
+                            "sid": row.series_id,
+                            "dataset": row.dataset,
+                            "area": row.area,
+                            "area_type": area_type(str(row.area)),
+                            "counterpart": row.counterpart or "",
+                            "now": self._ts(now),
+                        }
+                        for row in new.itertuples(index=False)
+                    ],
+                )
+                self._load_series_keys(conn, list(new["series_id"]))
+        return self._series_keys
+
+    def _load_series_keys(self, conn: Connection, series_ids: list[str]) -> None:
+        for start in range(0, len(series_ids), 500):
+            batch = series_ids[start : start + 500]
+            rows = conn.execute(
+                sa.text("SELECT series_id, series_key FROM series WHERE series_id IN :ids").bindparams(
+                    sa.bindparam("ids", expanding=True)
+                ),
+                {"ids": batch},
+            )
+            self._series_keys.update({sid: int(key) for sid, key in rows})
+
+    # ---- the upsert ---------------------------------------------------------------------------
+
+    def upsert(
+        self,
+        conn: Connection,
+        frame: pd.DataFrame,
+        run_id: int | None,
+        now: datetime,
+        source_ids: pd.Series | int | None = None,
+    ) -> LoadCounts:
+        """Insert new observations, revise changed ones (keeping the old value), skip the rest.
+
+        `frame` has the observation columns and unique (series_id, period_end_utc).
+        """
+        if frame.empty:
+            return LoadCounts()
+        keys = self.series_keys(conn, frame, now)
+        series_key = frame["series_id"].map(keys).astype("int64").tolist()
+        values = frame["value"].to_numpy(dtype="float64")
+        source_list: list[int | None] = (
+            list(source_ids.astype("int64").tolist())
+            if isinstance(source_ids, pd.Series)
+            else [source_ids] * len(frame)
+        )
+        periods = self._period_values(frame["period_end_utc"])
+        flags = frame["quality_flag"].tolist()
+        if self.dialect == "postgresql":
+            copy_to_staging(conn, series_key, periods, values, flags, source_list)
+        else:
+            value_list = [None if v != v else v for v in values.tolist()]
+            conn.exec_driver_sql(
+                "CREATE TEMP TABLE IF NOT EXISTS gp_staging (series_key INTEGER NOT NULL, "
+                "period_end_utc TEXT NOT NULL, value_mwh REAL, quality_flag TEXT NOT NULL, "
+                "source_id INTEGER, PRIMARY KEY (series_key, period_end_utc)) WITHOUT ROWID"
+            )
+            conn.exec_driver_sql("DELETE FROM gp_staging")
+            conn.exec_driver_sql(
+                "INSERT INTO gp_staging VALUES (?, ?, ?, ?, ?)",
+                list(zip(series_key, periods, value_list, flags, source_list, strict=True)),
+            )
+        return self._merge_staging(conn, len(frame), run_id, now)
+
+    def _merge_staging(self, conn: Connection, staged: int, run_id: int | None, now: datetime) -> LoadCounts:
+        differs = (
+            "{a}.value_mwh IS DISTINCT FROM {b}.value_mwh OR {a}.quality_flag IS DISTINCT FROM {b}.quality_flag"
+            if self.dialect == "postgresql"
+            else "{a}.value_mwh IS NOT {b}.value_mwh OR {a}.quality_flag IS NOT {b}.quality_flag"
+        )
+        params = {"now": self._ts(now), "run_id": run_id}
+        revised = conn.execute(
+            sa.text(
+                "INSERT INTO revisions (series_key, period_end_utc, old_value_mwh, new_value_mwh, "
+                "old_quality_flag, new_quality_flag, changed_at_utc, run_id) "
+                "SELECT o.series_key, o.period_end_utc, o.value_mwh, s.value_mwh, o.quality_flag, "
+                "s.quality_flag, :now, :run_id FROM gp_staging s JOIN observations o "
+                "ON o.series_key = s.series_key AND o.period_end_utc = s.period_end_utc "
+                f"WHERE {differs.format(a='o', b='s')}"
+            ),
+            params,
+        ).rowcount
+        written = conn.execute(
+            sa.text(
+                "INSERT INTO observations (series_key, period_end_utc, value_mwh, quality_flag, "
+                "first_seen_utc, last_changed_utc, run_id, source_id) "
+                "SELECT series_key, period_end_utc, value_mwh, quality_flag, :now, :now, :run_id, source_id "
+                "FROM gp_staging WHERE true "
+                "ON CONFLICT (series_key, period_end_utc) DO UPDATE SET "
+                "value_mwh = excluded.value_mwh, quality_flag = excluded.quality_flag, "
+                "last_changed_utc = excluded.last_changed_utc, run_id = excluded.run_id, "
+                "source_id = excluded.source_id "
+                f"WHERE {differs.format(a='observations', b='excluded')}"
+            ),
+            params,
+        ).rowcount
+        if self.dialect == "postgresql":
+            conn.exec_driver_sql("TRUNCATE gp_staging")
+        return LoadCounts(inserted=written - revised, revised=revised, unchanged=staged - written)
+
+    # ---- reads ----------------------------------------------------------------------------------
+
+    def iter_observations(
+        self,
+        window: Window | None,
+        bas: Sequence[str] | None,
+        datasets: Sequence[str] | None,
+        batch_rows: int = 50_000,
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Yield batches of (series_id, period_end_utc text, value, flag, dataset, area, counterpart)."""
+        where: list[str] = ["1 = 1"]
+        params: dict[str, Any] = {}
+        if window is not None:
+            where.append("o.period_end_utc >= :start AND o.period_end_utc < :end")
+            params.update(start=self._ts(window.start), end=self._ts(window.end))
+        statement_where = " AND ".join(where)
+        stmt = sa.text(
+            "SELECT s.series_id, o.period_end_utc, o.value_mwh, o.quality_flag, s.dataset, s.area, s.counterpart "
+            "FROM observations o JOIN series s ON s.series_key = o.series_key "
+            f"WHERE {statement_where}"
+            + (" AND s.area IN :bas" if bas else "")
+            + (" AND s.dataset IN :datasets" if datasets else "")
+            + " ORDER BY s.series_id, o.period_end_utc"
+        )
+        if bas:
+            stmt = stmt.bindparams(sa.bindparam("bas", expanding=True))
+            params["bas"] = list(bas)
+        if datasets:
+            stmt = stmt.bindparams(sa.bindparam("datasets", expanding=True))
+            params["datasets"] = list(datasets)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch_rows).execute(stmt, params)
+            for partition in result.partitions():
+                if self.dialect == "sqlite":
+                    yield [tuple(row) for row in partition]
+                else:
+                    yield [(r[0], r[1].astimezone(UTC).strftime(TIME_FORMAT), *r[2:]) for r in partition]
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).strftime(TIME_FORMAT)
+
+
+def _prepare_sqlite_path(path: Path) -> None:
+    """Create the database folder; explain an unwritable location in one line."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatabaseError(f"cannot create database folder {path.parent}: {exc.strerror}") from None
+    if path.is_dir():
+        raise DatabaseError(f"database path {path} is a directory, not a file")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=OFF")
+    cursor.close()
