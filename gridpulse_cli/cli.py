@@ -7,6 +7,7 @@ class names (see errors.ExitCode and the README), here and nowhere else.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import signal
@@ -38,8 +39,10 @@ from gridpulse_cli.logs import LOG_FORMATS, setup_logging
 from gridpulse_cli.normalize import normalize_rows, read_raw_rows, write_observations_csv
 from gridpulse_cli.pipeline import ChunkDone, iter_raw_rows, plan_chunks, run_ingest, run_load
 from gridpulse_cli.redact import redact
+from gridpulse_cli.report import format_optional, print_table
+from gridpulse_cli.revisions import list_revisions
 from gridpulse_cli.store import Store, describe_db_error
-from gridpulse_cli.windows import resolve_window
+from gridpulse_cli.windows import parse_duration, resolve_window
 
 log = logging.getLogger("gridpulse")
 
@@ -333,8 +336,6 @@ def fetch(
     window = resolve_window(since, start, end, _now())
     assert window is not None
     client = _client(settings)
-    import json
-
     count = 0
     with _output(output) as out:
         for row in iter_raw_rows(client, plan_chunks(bas, datasets, window)):
@@ -425,6 +426,71 @@ def export(
     with _store(settings) as store, _output(output) as out:
         count = export_csv(store, out, window, bas, datasets)
     log.info("exported %d observations", count)
+
+
+@app.command()
+@handle_errors
+def revisions(
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", metavar="DURATION", help="Only values changed in the last 24h, 7d, … (default: all)."
+        ),
+    ] = None,
+    ba: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ba", metavar="BA", help="Only these BAs (codes, aliases, 'all'). Default: every stored series."
+        ),
+    ] = None,
+    dataset: DatasetOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array instead of a table.")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most N revisions.")] = None,
+    db: DbOption = None,
+) -> None:
+    """List values EIA changed after gridpulse first stored them (old and new value, when, which run)."""
+    settings = _settings(db)
+    bas = resolve_bas(ba, default=()) if ba else None
+    datasets = resolve_datasets(dataset) if dataset else None
+    changed_since = _now() - parse_duration(since) if since else None
+    with _store(settings) as store:
+        found = list_revisions(store, changed_since, bas, datasets, limit)
+    if as_json:
+        typer.echo(json.dumps([r.as_json() for r in found], indent=1))
+        return
+    print_table(
+        ["series_id", "period_end_utc", "old", "new", "changed_at", "run"],
+        [
+            [
+                r.series_id,
+                r.period_end_utc,
+                format_optional(r.old_value),
+                format_optional(r.new_value),
+                r.changed_at,
+                str(r.run_id),
+            ]
+            for r in found
+        ],
+        title=f"{len(found)} revisions",
+    )
+
+
+@app.command()
+@handle_errors
+def migrate(db: DbOption = None) -> None:
+    """Create or upgrade the database schema now (every command also does this on first use)."""
+    settings = _settings(db)
+    store = Store.open(settings.database_url, migrate=False)
+    try:
+        applied = store.migrate()
+        with store.engine.connect() as conn:
+            version = store.schema_version(conn)
+    finally:
+        store.close()
+    typer.echo(
+        f"schema version {version}"
+        + (f" (applied {', '.join(map(str, applied))})" if applied else " (up to date)")
+    )
 
 
 def _not_yet(command: str) -> None:

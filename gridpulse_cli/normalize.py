@@ -178,7 +178,7 @@ def format_value(value: float) -> str:
     """MWh as EIA wrote it: integers without '.0', decimals in the shortest exact form."""
     if value != value:  # NaN
         return ""
-    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(float(value))
 
 
 def write_observations_csv(frame: pd.DataFrame, out: IO[str], header: bool = True) -> None:

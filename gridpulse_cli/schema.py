@@ -7,6 +7,9 @@ Tables (see docs/schema.md):
     revisions         the previous value each time EIA changed a stored one
     runs              the run ledger: command, window, counts, status, error
     sources           each EIA response (or load input) gzipped, key stripped; rows point to it
+    backfill_chunks   (v2) each committed backfill chunk, so a resumed backfill skips it
+
+A database made by an earlier release is upgraded in place on first use (Store.migrate).
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ _V1_SQLITE = (
         body_gzip BLOB NOT NULL
     )""",
     """CREATE TABLE observations (
-        series_key INTEGER NOT NULL REFERENCES series (series_key),
+        series_key INTEGER NOT NULL,  -- series.series_key (no FK: checked per row, it costs a third of load time)
         period_end_utc TEXT NOT NULL,
         value_mwh REAL,
         quality_flag TEXT NOT NULL,
@@ -78,7 +81,7 @@ _V1_SQLITE = (
     ) WITHOUT ROWID""",
     """CREATE TABLE revisions (
         revision_id INTEGER PRIMARY KEY,
-        series_key INTEGER NOT NULL REFERENCES series (series_key),
+        series_key INTEGER NOT NULL,
         period_end_utc TEXT NOT NULL,
         old_value_mwh REAL,
         new_value_mwh REAL,
@@ -88,7 +91,6 @@ _V1_SQLITE = (
         run_id INTEGER
     )""",
     "CREATE INDEX revisions_changed_at ON revisions (changed_at_utc)",
-    "CREATE INDEX observations_period ON observations (period_end_utc)",
 )
 
 _V1_POSTGRESQL = (
@@ -132,7 +134,7 @@ _V1_POSTGRESQL = (
         body_gzip BYTEA NOT NULL
     )""",
     """CREATE TABLE observations (
-        series_key INTEGER NOT NULL REFERENCES series (series_key),
+        series_key INTEGER NOT NULL,  -- series.series_key (no FK: checked per row, it costs a third of load time)
         period_end_utc TIMESTAMPTZ NOT NULL,
         value_mwh DOUBLE PRECISION,
         quality_flag TEXT NOT NULL,
@@ -144,7 +146,7 @@ _V1_POSTGRESQL = (
     )""",
     """CREATE TABLE revisions (
         revision_id BIGSERIAL PRIMARY KEY,
-        series_key INTEGER NOT NULL REFERENCES series (series_key),
+        series_key INTEGER NOT NULL,
         period_end_utc TIMESTAMPTZ NOT NULL,
         old_value_mwh DOUBLE PRECISION,
         new_value_mwh DOUBLE PRECISION,
@@ -154,10 +156,69 @@ _V1_POSTGRESQL = (
         run_id INTEGER
     )""",
     "CREATE INDEX revisions_changed_at ON revisions (changed_at_utc)",
-    "CREATE INDEX observations_period ON observations (period_end_utc)",
+)
+
+# v2: the backfill chunk ledger (resume re-fetches only uncommitted chunks), who ran each run
+# (pid, host: for the lock and for `runs`), and revision lookups by series and hour.
+_V2_COMMON = (
+    "ALTER TABLE runs ADD COLUMN pid INTEGER",
+    "ALTER TABLE runs ADD COLUMN host TEXT",
+    "CREATE INDEX revisions_series_period ON revisions (series_key, period_end_utc)",
+)
+# On SQLite the upsert writes straight into observations (no staging table: ~3x faster there) and
+# this trigger keeps the previous value of every row whose value or flag the upsert changed.
+SQLITE_REVISION_TRIGGER = """CREATE TRIGGER observations_revision
+    AFTER UPDATE OF value_mwh, quality_flag ON observations
+    WHEN OLD.value_mwh IS NOT NEW.value_mwh OR OLD.quality_flag IS NOT NEW.quality_flag
+    BEGIN
+        INSERT INTO revisions (series_key, period_end_utc, old_value_mwh, new_value_mwh,
+            old_quality_flag, new_quality_flag, changed_at_utc, run_id)
+        VALUES (OLD.series_key, OLD.period_end_utc, OLD.value_mwh, NEW.value_mwh,
+            OLD.quality_flag, NEW.quality_flag, NEW.last_changed_utc, NEW.run_id);
+    END"""
+
+_V2_SQLITE = (
+    *_V2_COMMON,
+    SQLITE_REVISION_TRIGGER,
+    """CREATE TABLE backfill_chunks (
+        chunk_key TEXT PRIMARY KEY,
+        plan_key TEXT NOT NULL,
+        run_id INTEGER,
+        rows_fetched INTEGER NOT NULL,
+        committed_at_utc TEXT NOT NULL
+    )""",
+    "CREATE INDEX backfill_chunks_plan ON backfill_chunks (plan_key)",
+)
+_V2_POSTGRESQL = (
+    *_V2_COMMON,
+    """CREATE TABLE backfill_chunks (
+        chunk_key TEXT PRIMARY KEY,
+        plan_key TEXT NOT NULL,
+        run_id INTEGER,
+        rows_fetched BIGINT NOT NULL,
+        committed_at_utc TIMESTAMPTZ NOT NULL
+    )""",
+    "CREATE INDEX backfill_chunks_plan ON backfill_chunks (plan_key)",
 )
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "series, observations, revisions, runs, sources", _V1_SQLITE, _V1_POSTGRESQL),
+    Migration(2, "backfill chunk ledger, run pid/host, revision index", _V2_SQLITE, _V2_POSTGRESQL),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+# ---- TimescaleDB (optional) -------------------------------------------------------------------
+# 30-day chunks: with every BA and dataset (~1,300 series) a month is ~1M rows, ~100 MB with its
+# index: small enough to stay in memory while EIA revises it, large enough to keep the chunk
+# count low over ten years (~120 chunks). See docs/timescaledb.md.
+TIMESCALE_CHUNK_INTERVAL = "30 days"
+
+
+def timescale_statements(chunk_interval: str = TIMESCALE_CHUNK_INTERVAL) -> tuple[str, ...]:
+    """What turns `observations` into a hypertable (run only where the extension is available)."""
+    return (
+        "CREATE EXTENSION IF NOT EXISTS timescaledb",
+        "SELECT create_hypertable('observations', 'period_end_utc', "
+        f"chunk_time_interval => INTERVAL '{chunk_interval}', if_not_exists => TRUE, migrate_data => TRUE)",
+    )

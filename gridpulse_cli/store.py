@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from gridpulse_cli.catalog import area_type
 from gridpulse_cli.errors import DatabaseError, SchemaTooNewError
-from gridpulse_cli.schema import MIGRATIONS, SCHEMA_VERSION
+from gridpulse_cli.schema import MIGRATIONS, SCHEMA_VERSION, TIMESCALE_CHUNK_INTERVAL, timescale_statements
 from gridpulse_cli.store_pg import copy_to_staging
 from gridpulse_cli.windows import Window
 
@@ -81,6 +81,9 @@ class Store:
     def open(cls, url: str, migrate: bool = True) -> Store:
         """Connect (creating a SQLite file's folder) and bring the schema up to date."""
         parsed = sa.make_url(url)
+        if parsed.drivername in ("postgresql", "postgres"):  # SQLAlchemy 2.1 would pick psycopg 3
+            parsed = parsed.set(drivername="postgresql+psycopg2")
+            url = parsed.render_as_string(hide_password=False)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             _prepare_sqlite_path(Path(parsed.database))
         kwargs: dict[str, Any] = {}
@@ -88,7 +91,8 @@ class Store:
             kwargs["connect_args"] = {"connect_timeout": 10, "application_name": "gridpulse"}
         engine = sa.create_engine(url, **kwargs)
         if engine.dialect.name == "sqlite":
-            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            sa.event.listen(engine, "connect", _sqlite_connect)
+            sa.event.listen(engine, "begin", _sqlite_begin)
         store = cls(engine)
         try:
             with engine.connect() as conn:
@@ -122,11 +126,11 @@ class Store:
         for migration in MIGRATIONS:
             if migration.version <= current:
                 continue
-            with self.engine.begin() as conn:
+            with self.transaction() as conn:
                 if self.dialect == "postgresql":  # one migrator at a time
                     conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7466375)")
-                    if self.schema_version(conn) >= migration.version:
-                        continue
+                if self.schema_version(conn) >= migration.version:
+                    continue  # another process got there first
                 if migration.version == 1:
                     conn.exec_driver_sql(
                         "CREATE TABLE IF NOT EXISTS gridpulse_schema "
@@ -140,14 +144,24 @@ class Store:
                 )
             log.info("database schema migrated to version %d (%s)", migration.version, migration.description)
             applied.append(migration.version)
+        if self.dialect == "postgresql":
+            with self.engine.begin() as conn:
+                enable_timescale(conn)
         return applied
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """One atomic unit of work; rolled back on any exception."""
+        """One atomic unit of work; rolled back on any exception.
+
+        On SQLite it takes the write lock up front (BEGIN IMMEDIATE): a deferred transaction that
+        reads and then writes fails at once with "database is locked" if another writer committed
+        in between, instead of waiting for it.
+        """
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            with self.engine.connect() as conn:
+                conn.execution_options(sqlite_immediate=True)
+                with conn.begin():
+                    yield conn
         except sa.exc.SQLAlchemyError as exc:
             self._series_keys.clear()  # keys created in the rolled-back transaction are gone
             raise DatabaseError(f"database error: {describe_db_error(exc)}") from None
@@ -161,11 +175,6 @@ class Store:
         if moment is None:
             return None
         return moment.astimezone(UTC).strftime(TIME_FORMAT) if self.dialect == "sqlite" else moment
-
-    def _period_values(self, periods: pd.Series) -> Any:
-        array = periods.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[s]")
-        text = np.char.add(np.datetime_as_string(array, unit="s"), "Z")
-        return text.tolist()
 
     # ---- the run ledger -----------------------------------------------------------------------
 
@@ -335,65 +344,109 @@ class Store:
         if frame.empty:
             return LoadCounts()
         keys = self.series_keys(conn, frame, now)
-        series_key = frame["series_id"].map(keys).astype("int64").tolist()
+        codes, uniques = pd.factorize(frame["series_id"])
+        series_key = np.array([keys[sid] for sid in uniques], dtype=np.int64)[codes].tolist()
         values = frame["value"].to_numpy(dtype="float64")
+        periods = _period_texts(frame["period_end_utc"])
+        flags = frame["quality_flag"].tolist()
         source_list: list[int | None] = (
             list(source_ids.astype("int64").tolist())
             if isinstance(source_ids, pd.Series)
             else [source_ids] * len(frame)
         )
-        periods = self._period_values(frame["period_end_utc"])
-        flags = frame["quality_flag"].tolist()
         if self.dialect == "postgresql":
             copy_to_staging(conn, series_key, periods, values, flags, source_list)
-        else:
-            value_list = [None if v != v else v for v in values.tolist()]
-            conn.exec_driver_sql(
-                "CREATE TEMP TABLE IF NOT EXISTS gp_staging (series_key INTEGER NOT NULL, "
-                "period_end_utc TEXT NOT NULL, value_mwh REAL, quality_flag TEXT NOT NULL, "
-                "source_id INTEGER, PRIMARY KEY (series_key, period_end_utc)) WITHOUT ROWID"
-            )
-            conn.exec_driver_sql("DELETE FROM gp_staging")
-            conn.exec_driver_sql(
-                "INSERT INTO gp_staging VALUES (?, ?, ?, ?, ?)",
-                list(zip(series_key, periods, value_list, flags, source_list, strict=True)),
-            )
-        return self._merge_staging(conn, len(frame), run_id, now)
+            return self._merge_staging(conn, run_id, now)
+        return self._upsert_sqlite(conn, series_key, periods, values, flags, source_list, run_id, now)
 
-    def _merge_staging(self, conn: Connection, staged: int, run_id: int | None, now: datetime) -> LoadCounts:
-        differs = (
-            "{a}.value_mwh IS DISTINCT FROM {b}.value_mwh OR {a}.quality_flag IS DISTINCT FROM {b}.quality_flag"
-            if self.dialect == "postgresql"
-            else "{a}.value_mwh IS NOT {b}.value_mwh OR {a}.quality_flag IS NOT {b}.quality_flag"
+    def _upsert_sqlite(
+        self,
+        conn: Connection,
+        series_key: list[int],
+        periods: list[str],
+        values: np.ndarray[Any, Any],
+        flags: list[str],
+        source_ids: list[int | None],
+        run_id: int | None,
+        now: datetime,
+    ) -> LoadCounts:
+        """executemany straight into observations; the revision trigger keeps old values."""
+        dbapi = conn.connection.driver_connection
+        assert dbapi is not None
+        changes_before = dbapi.total_changes
+        last_revision = conn.exec_driver_sql("SELECT coalesce(max(revision_id), 0) FROM revisions").scalar()
+        stamp = self._ts(now)
+        value_list = [None if v != v else v for v in values.tolist()]
+        conn.exec_driver_sql(
+            "INSERT INTO observations (series_key, period_end_utc, value_mwh, quality_flag, source_id, "
+            "first_seen_utc, last_changed_utc, run_id) "
+            f"VALUES (?, ?, ?, ?, ?, '{stamp}', '{stamp}', {run_id if run_id is not None else 'NULL'}) "
+            "ON CONFLICT (series_key, period_end_utc) DO UPDATE SET "
+            "value_mwh = excluded.value_mwh, quality_flag = excluded.quality_flag, "
+            "last_changed_utc = excluded.last_changed_utc, run_id = excluded.run_id, "
+            "source_id = excluded.source_id "
+            "WHERE observations.value_mwh IS NOT excluded.value_mwh "
+            "OR observations.quality_flag IS NOT excluded.quality_flag",
+            list(zip(series_key, periods, value_list, flags, source_ids, strict=True)),
         )
-        params = {"now": self._ts(now), "run_id": run_id}
-        revised = conn.execute(
+        revised = int(
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM revisions WHERE revision_id > ?", (last_revision,)
+            ).scalar_one()
+        )
+        written = dbapi.total_changes - changes_before - revised  # the trigger's inserts count too
+        return LoadCounts(inserted=written - revised, revised=revised, unchanged=len(periods) - written)
+
+    def _merge_staging(self, conn: Connection, run_id: int | None, now: datetime) -> LoadCounts:
+        """One pass over the staged rows: new and changed ones are written, old values kept."""
+        conn.exec_driver_sql("ANALYZE gp_staging")
+        # Probe the primary key per staged row: a hash join would scan all of observations once
+        # per chunk, so a long backfill would slow down as the table grows.
+        conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")
+        conn.exec_driver_sql("SET LOCAL enable_mergejoin = off")
+        row = conn.execute(
             sa.text(
-                "INSERT INTO revisions (series_key, period_end_utc, old_value_mwh, new_value_mwh, "
-                "old_quality_flag, new_quality_flag, changed_at_utc, run_id) "
-                "SELECT o.series_key, o.period_end_utc, o.value_mwh, s.value_mwh, o.quality_flag, "
-                "s.quality_flag, :now, :run_id FROM gp_staging s JOIN observations o "
-                "ON o.series_key = s.series_key AND o.period_end_utc = s.period_end_utc "
-                f"WHERE {differs.format(a='o', b='s')}"
+                """
+                WITH changed AS (
+                    SELECT s.series_key, s.period_end_utc, s.value_mwh, s.quality_flag, s.source_id,
+                           o.value_mwh AS old_value_mwh, o.quality_flag AS old_quality_flag,
+                           o.series_key IS NULL AS is_new
+                    FROM gp_staging s
+                    LEFT JOIN observations o
+                      ON o.series_key = s.series_key AND o.period_end_utc = s.period_end_utc
+                    WHERE o.series_key IS NULL
+                       OR o.value_mwh IS DISTINCT FROM s.value_mwh
+                       OR o.quality_flag IS DISTINCT FROM s.quality_flag
+                ),
+                kept AS (
+                    INSERT INTO revisions (series_key, period_end_utc, old_value_mwh, new_value_mwh,
+                        old_quality_flag, new_quality_flag, changed_at_utc, run_id)
+                    SELECT series_key, period_end_utc, old_value_mwh, value_mwh, old_quality_flag,
+                           quality_flag, :now, :run_id
+                    FROM changed WHERE NOT is_new
+                    RETURNING 1
+                ),
+                written AS (
+                    INSERT INTO observations (series_key, period_end_utc, value_mwh, quality_flag,
+                        first_seen_utc, last_changed_utc, run_id, source_id)
+                    SELECT series_key, period_end_utc, value_mwh, quality_flag, :now, :now, :run_id, source_id
+                    FROM changed
+                    ON CONFLICT (series_key, period_end_utc) DO UPDATE SET
+                        value_mwh = excluded.value_mwh, quality_flag = excluded.quality_flag,
+                        last_changed_utc = excluded.last_changed_utc, run_id = excluded.run_id,
+                        source_id = excluded.source_id
+                    WHERE observations.value_mwh IS DISTINCT FROM excluded.value_mwh
+                       OR observations.quality_flag IS DISTINCT FROM excluded.quality_flag
+                    RETURNING 1
+                )
+                SELECT (SELECT count(*) FROM gp_staging), (SELECT count(*) FROM kept),
+                       (SELECT count(*) FROM written)
+                """
             ),
-            params,
-        ).rowcount
-        written = conn.execute(
-            sa.text(
-                "INSERT INTO observations (series_key, period_end_utc, value_mwh, quality_flag, "
-                "first_seen_utc, last_changed_utc, run_id, source_id) "
-                "SELECT series_key, period_end_utc, value_mwh, quality_flag, :now, :now, :run_id, source_id "
-                "FROM gp_staging WHERE true "
-                "ON CONFLICT (series_key, period_end_utc) DO UPDATE SET "
-                "value_mwh = excluded.value_mwh, quality_flag = excluded.quality_flag, "
-                "last_changed_utc = excluded.last_changed_utc, run_id = excluded.run_id, "
-                "source_id = excluded.source_id "
-                f"WHERE {differs.format(a='observations', b='excluded')}"
-            ),
-            params,
-        ).rowcount
-        if self.dialect == "postgresql":
-            conn.exec_driver_sql("TRUNCATE gp_staging")
+            {"now": self._ts(now), "run_id": run_id},
+        ).one()
+        conn.exec_driver_sql("TRUNCATE gp_staging")
+        staged, revised, written = (int(v) for v in row)
         return LoadCounts(inserted=written - revised, revised=revised, unchanged=staged - written)
 
     # ---- reads ----------------------------------------------------------------------------------
@@ -435,6 +488,39 @@ class Store:
                     yield [(r[0], r[1].astimezone(UTC).strftime(TIME_FORMAT), *r[2:]) for r in partition]
 
 
+def enable_timescale(conn: Connection) -> bool:
+    """Make `observations` a hypertable when TimescaleDB is installed on the server.
+
+    Plain PostgreSQL (no extension available) is left alone. Returns whether it is a hypertable.
+    """
+    available = conn.exec_driver_sql(
+        "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+    ).scalar()
+    if not available:
+        return False
+    already = (
+        conn.exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").scalar()
+        and conn.exec_driver_sql(
+            "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = 'observations' "
+            "AND hypertable_schema = current_schema()"
+        ).scalar()
+    )
+    if already:
+        return True
+    for statement in timescale_statements():
+        conn.exec_driver_sql(statement)
+    log.info("TimescaleDB: observations is now a hypertable (%s chunks)", TIMESCALE_CHUNK_INTERVAL)
+    return True
+
+
+def _period_texts(periods: pd.Series) -> list[str]:
+    """'2024-01-01T05:00:00Z' for each timestamp, formatting each distinct hour once."""
+    codes, uniques = pd.factorize(periods)
+    naive = pd.DatetimeIndex(uniques).tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[s]")
+    texts = np.char.add(np.datetime_as_string(naive, unit="s"), "Z").astype(object)
+    return list(texts[codes].tolist())
+
+
 def _now_text() -> str:
     return datetime.now(UTC).strftime(TIME_FORMAT)
 
@@ -449,10 +535,18 @@ def _prepare_sqlite_path(path: Path) -> None:
         raise DatabaseError(f"database path {path} is a directory, not a file")
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself, so DDL and DML alike are transactional
+    # (the sqlite3 module otherwise autocommits DDL such as migrations).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=OFF")
     cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get("sqlite_immediate")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

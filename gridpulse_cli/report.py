@@ -1,0 +1,29 @@
+"""Human-readable tables on stdout: rich on a terminal, plain aligned text otherwise."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from gridpulse_cli.normalize import format_value
+
+
+def format_optional(value: float | None) -> str:
+    return "" if value is None else format_value(float(value))
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], title: str = "") -> None:
+    """Print a table: rich (with colour) on a terminal, plain columns when piped."""
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*headers, title=title or None, title_justify="left")
+        for row in rows:
+            table.add_row(*row)
+        Console().print(table)
+        return
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    lines = [headers, *rows]
+    for line in lines:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())

@@ -1,0 +1,78 @@
+"""Revision history: every value EIA changed after gridpulse first stored it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from gridpulse_cli.store import TIME_FORMAT, Store
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One changed value (the JSON shape of `gridpulse revisions --json`)."""
+
+    series_id: str
+    period_end_utc: str
+    old_value: float | None
+    new_value: float | None
+    changed_at: str
+    run_id: int | None
+    old_quality_flag: str
+    new_quality_flag: str
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _text(value: Any) -> str:
+    return value.astimezone(UTC).strftime(TIME_FORMAT) if isinstance(value, datetime) else str(value)
+
+
+def list_revisions(
+    store: Store,
+    changed_since: datetime | None,
+    bas: Sequence[str] | None,
+    datasets: Sequence[str] | None,
+    limit: int | None = None,
+) -> list[Revision]:
+    """Return revisions, oldest change first, optionally only those changed since a moment."""
+    clauses: list[str] = ["1 = 1"]
+    params: dict[str, Any] = {}
+    if changed_since is not None:
+        clauses.append("r.changed_at_utc >= :since")
+        params["since"] = changed_since.strftime(TIME_FORMAT) if store.dialect == "sqlite" else changed_since
+    sql = (
+        "SELECT s.series_id, r.period_end_utc, r.old_value_mwh, r.new_value_mwh, r.changed_at_utc, r.run_id, "
+        "r.old_quality_flag, r.new_quality_flag FROM revisions r JOIN series s ON s.series_key = r.series_key "
+        f"WHERE {' AND '.join(clauses)}"
+        + (" AND s.area IN :bas" if bas else "")
+        + (" AND s.dataset IN :datasets" if datasets else "")
+        + " ORDER BY r.changed_at_utc, r.revision_id"
+        + (f" LIMIT {int(limit)}" if limit else "")
+    )
+    stmt = sa.text(sql)
+    if bas:
+        stmt = stmt.bindparams(sa.bindparam("bas", expanding=True))
+        params["bas"] = list(bas)
+    if datasets:
+        stmt = stmt.bindparams(sa.bindparam("datasets", expanding=True))
+        params["datasets"] = list(datasets)
+    with store.engine.connect() as conn:
+        return [
+            Revision(
+                series_id=row[0],
+                period_end_utc=_text(row[1]),
+                old_value=row[2],
+                new_value=row[3],
+                changed_at=_text(row[4]),
+                run_id=row[5],
+                old_quality_flag=row[6],
+                new_quality_flag=row[7],
+            )
+            for row in conn.execute(stmt, params)
+        ]
