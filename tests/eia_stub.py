@@ -903,7 +903,7 @@ class EIAStub:
             else:
                 body = payload
             if self.gzip and accepts_gzip:
-                body = gzip_module.compress(body, compresslevel=5, mtime=0)
+                body = gzip_module.compress(body, compresslevel=1, mtime=0)
                 headers = {**(headers or {}), "Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
             self._wait(self.latency)
             rec.status = status
@@ -1055,27 +1055,33 @@ class EIAStub:
         return selected
 
     def _grow(self, route: str, facets: Mapping[str, list[str]], start: str | None, end: str | None) -> None:
-        """Make the window's ``total`` change: add a row under a free key, else drop the window's last row."""
+        """Change the window's ``total`` for good.
+
+        Adds one row inside the window under a free key: a gap, else a new code (respondent ``ZZZ``,
+        an unseen fuel code); when the facets pin every key column and no hour is free, drops the
+        window's last row instead.
+        """
         with self._lock:
             rows, periods = self._data[route]
         lo = bisect.bisect_left(periods, start) if start else 0
         hi = bisect.bisect_right(periods, end) if end else len(periods)
+        window = [r for r in rows[lo:hi] if all(r[f] in v for f, v in facets.items())]
         first = start or (periods[lo] if lo < hi else "2024-01-01T00")
         last = end or (periods[hi - 1] if lo < hi else first)
-        hours = [p for p, _ in _hours(first, last)][:10000]
         a, b = FACETS[route]
-        taken = {(r["period"], r[a], r[b]) for r in rows[lo:hi]}
-        a_values = facets.get(a) or [*facets.get(a, []), "ZZZ"]
-        b_values = facets.get(b) or [*facets.get(b, []), "ZZZ"]
-        for period in hours:
+        known = {"type": list(TYPE_NAMES), "fueltype": list(FUEL_NAMES)}.get(b, [])
+        present_a, present_b = sorted({r[a] for r in window}), sorted({r[b] for r in window})
+        a_values = facets.get(a) or [*present_a, "ZZZ"]
+        b_values = facets.get(b) or [*present_b, *(c for c in known if c not in present_b)] or ["ZZZ"]
+        taken = {(r["period"], r[a], r[b]) for r in window}
+        for period, _ in _hours(first, last)[:10000]:
             for va in a_values:
                 for vb in b_values:
                     if (period, va, vb) not in taken:
                         self.add_rows(route, [_synthetic_row(route, period, va, vb)])
                         return
-        in_window = [r for r in rows[lo:hi] if all(r[f] in v for f, v in facets.items())]
-        if in_window:
-            victim = in_window[-1]
+        if window:
+            victim = window[-1]
             self.drop(route, lambda r: r is victim)
 
 
