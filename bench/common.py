@@ -16,7 +16,14 @@ PG_ADMIN = os.environ.get("GRIDPULSE_BENCH_PG_URL", "postgresql+psycopg2://postg
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB (Linux reports KiB)."""
+    """Peak resident set size of this process so far, in MB.
+
+    VmHWM rather than ru_maxrss: ru_maxrss survives exec, so a child would report its parent's peak.
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -153,6 +153,21 @@ def balancing_authorities() -> dict[str, BalancingAuthority]:
     return bas
 
 
+@cache
+def _connections() -> dict[str, list[str]]:
+    text = resources.files("gridpulse_cli").joinpath("data/ba_connections.csv").read_text()
+    links: dict[str, list[str]] = {}
+    for row in csv.DictReader(text.splitlines()):
+        if row["active"] == "yes":
+            links.setdefault(row["ba"], []).append(row["neighbour"])
+    return links
+
+
+def neighbours(code: str) -> list[str]:
+    """BAs directly interconnected with `code` (EIA's reference table, active connections)."""
+    return list(_connections().get(code, []))
+
+
 def active_us_bas() -> list[str]:
     """Return the codes `--ba all` stands for: every active U.S. balancing authority."""
     return sorted(code for code, ba in balancing_authorities().items() if ba.active and ba.us_ba)

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 import typer
 
 from gridpulse_cli import __version__
+from gridpulse_cli.backfill import DEFAULT_WORKERS, run_backfill
 from gridpulse_cli.catalog import resolve_bas, resolve_datasets
 from gridpulse_cli.config import Settings, load_settings
 from gridpulse_cli.eia import EIAClient, RateLimiter
@@ -31,7 +33,6 @@ from gridpulse_cli.errors import (
     ExitCode,
     GridpulseError,
     InputFormatError,
-    Interrupted,
     UsageError,
 )
 from gridpulse_cli.export import export_csv
@@ -216,11 +217,18 @@ def _store(settings: Settings) -> Iterator[Store]:
         store.close()
 
 
-def _progress_reporter(total_label: str) -> tuple[Callable[[ChunkDone], None], Callable[[], None]]:
-    """A rich progress bar on a terminal, one log line per chunk otherwise."""
+def _progress_reporter(
+    total_label: str, every_seconds: float = 0.0
+) -> tuple[Callable[[ChunkDone], None], Callable[[], None]]:
+    """A rich progress bar on a terminal; otherwise a log line per chunk, at most every N seconds."""
     if not sys.stderr.isatty() or logging.getLogger().level > logging.INFO:
+        last = [0.0]
 
         def log_chunk(event: ChunkDone) -> None:
+            moment = time.monotonic()
+            if event.index < event.total and moment - last[0] < every_seconds:
+                return
+            last[0] = moment
             log.info(
                 "chunk %d/%d %s: %d rows (%d inserted, %d revised so far)",
                 event.index,
@@ -493,15 +501,76 @@ def migrate(db: DbOption = None) -> None:
     )
 
 
+@app.command()
+@handle_errors
+def backfill(
+    ba: BaOption = None,
+    dataset: DatasetOption = None,
+    start: FromOption = None,
+    end: ToOption = None,
+    since: SinceOption = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", min=1, max=32, help="Concurrent requests (all under the shared rate limit)."
+        ),
+    ] = DEFAULT_WORKERS,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart", help="Re-fetch everything, even chunks an earlier run of this backfill committed."
+        ),
+    ] = False,
+    from_file: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--from-file",
+            metavar="PATH",
+            help="Load EIA's six-month EIA930_BALANCE/INTERCHANGE/SUBREGION CSV files instead of calling the API (repeatable).",
+        ),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Load a long range of history: chunked, concurrent, resumable (or from EIA's bulk CSV files)."""
+    settings = _settings(db)
+    if from_file:
+        from gridpulse_cli.bulkload import run_bulk_files  # pandas CSV machinery, only when asked
+
+        _install_signal_handlers()
+        with _store(settings) as store:
+            report = run_bulk_files(store, list(from_file), now=_now)
+        log.info(report.summary())
+        return
+    if start is None and since is None:
+        raise UsageError("backfill needs --from (and optionally --to) or --since, or --from-file PATH")
+    bas, datasets = resolve_bas(ba), resolve_datasets(dataset)
+    window = resolve_window(since, start, end, _now(), default_since=None)
+    assert window is not None
+    client = _client(settings)
+    _install_signal_handlers()
+    with _store(settings) as store:
+        on_chunk, stop = _progress_reporter("backfill", every_seconds=10.0)
+        try:
+            report = run_backfill(
+                store,
+                client,
+                bas,
+                datasets,
+                window,
+                end_as_given=end or (f"since {since}" if since else "now"),
+                workers=workers,
+                restart=restart,
+                now=_now,
+                progress=on_chunk,
+            )
+        finally:
+            stop()
+    log.info(report.summary())
+
+
 def _not_yet(command: str) -> None:
     typer.echo(f"gridpulse: error: '{command}' is not implemented in this release yet", err=True)
     raise typer.Exit(int(ExitCode.INTERNAL))
-
-
-@app.command()
-def backfill() -> None:
-    """(Not implemented yet.) Load a long range of history."""
-    _not_yet("backfill")
 
 
 @app.command()
@@ -520,8 +589,14 @@ def main() -> None:
     """Console-script entry point."""
     try:
         app()
-    except Interrupted:
-        sys.exit(int(ExitCode.INTERRUPTED))
+    except SystemExit as exit_:
+        if exit_.code == int(ExitCode.INTERRUPTED):
+            # The run is recorded and its last chunk committed or rolled back; do not wait for
+            # fetch threads still blocked in a request (up to the timeout) before exiting.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(int(ExitCode.INTERRUPTED))
+        raise
 
 
 __all__ = ["DatabaseError", "app", "main"]

@@ -32,7 +32,7 @@ from gridpulse_cli.errors import (
     EIARetryableError,
     EIAUnavailableError,
 )
-from gridpulse_cli.redact import redact, strip_key
+from gridpulse_cli.redact import redact, strip_key, strip_key_bytes
 from gridpulse_cli.windows import eia_period
 
 log = logging.getLogger(__name__)
@@ -98,10 +98,13 @@ class Page:
     rows: list[dict[str, Any]]
     total: int
     fetched_at: datetime
+    raw: bytes | None = None  # the body exactly as received, minus the echoed key
 
     def archive_bytes(self) -> bytes:
-        """The body as stored for audit: compact JSON, key stripped."""
-        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
+        """The body as stored for audit: EIA's bytes with the echoed key removed."""
+        if self.raw is None:
+            self.raw = json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
+        return self.raw
 
     def sha256(self) -> str:
         return hashlib.sha256(self.archive_bytes()).hexdigest()
@@ -218,7 +221,7 @@ class EIAClient:
             details.get("wait") or 0.0,
         )
 
-    def _get_json_once(self, url: str, params: list[tuple[str, str]]) -> dict[str, Any]:
+    def _get_json_once(self, url: str, params: list[tuple[str, str]]) -> tuple[dict[str, Any], bytes | None]:
         self.limiter.acquire()
         self.stats.add(requests=1)
         try:
@@ -236,7 +239,7 @@ class EIAClient:
     def _clean(self, exc: BaseException | str) -> str:
         return redact(str(exc), self._key)
 
-    def _check_response(self, response: requests.Response) -> dict[str, Any]:
+    def _check_response(self, response: requests.Response) -> tuple[dict[str, Any], bytes | None]:
         status = response.status_code
         try:
             body = response.json()
@@ -259,11 +262,11 @@ class EIAClient:
         data = body.get("response", {}).get("data") if isinstance(body.get("response"), dict) else None
         if not isinstance(data, list):
             raise EIARetryableError("response has no data list")
-        return strip_key(body)
+        return strip_key(body), strip_key_bytes(response.content, self._key)
 
     def _get_page(self, route: Route, params: list[tuple[str, str]]) -> Page:
         try:
-            body = self._get_json(self.url(route), params)
+            body, raw = self._get_json(self.url(route), params)
         except EIARetryableError as exc:
             raise EIAUnavailableError(
                 f"EIA API at {self.base_url} failed {self.max_tries} times for {route.name}: {exc}"
@@ -275,6 +278,7 @@ class EIAClient:
             rows=body["response"]["data"],
             total=parse_total(body["response"].get("total")),
             fetched_at=datetime.now(UTC),
+            raw=raw,
         )
 
     def fetch_window(

@@ -63,8 +63,11 @@ def empty_observations() -> pd.DataFrame:
 
 
 def _periods(raw: pd.Series) -> pd.Series:
+    """Parse EIA hourly periods; each distinct hour is parsed once (a page repeats each many times)."""
     try:
-        return pd.to_datetime(raw, format=PERIOD_FORMAT, utc=True)
+        codes, uniques = pd.factorize(raw)
+        parsed = pd.DatetimeIndex(pd.to_datetime(pd.Series(uniques, dtype=object), format=PERIOD_FORMAT, utc=True))
+        return pd.Series(parsed.take(codes), index=raw.index)
     except (ValueError, TypeError):
         bad = next((p for p in raw if not _is_hourly_period(p)), raw.iloc[0])
         raise InputFormatError(
@@ -81,15 +84,29 @@ def _is_hourly_period(text: Any) -> bool:
     return True
 
 
-def normalize_rows(rows: Sequence[dict[str, Any]], warned_fuels: set[str] | None = None) -> pd.DataFrame:
-    """Return observations for raw EIA rows from any mix of the four routes."""
+# The two fields besides `period` that, with it, identify a row on each route.
+_KEY_FIELDS = {
+    "region-data": ("respondent", "type"),
+    "fuel-type-data": ("respondent", "fueltype"),
+    "interchange-data": ("fromba", "toba"),
+    "region-sub-ba-data": ("parent", "subba"),
+}
+_TYPE_SUFFIX = {"demand": "D", "forecast": "DF", "generation": "NG", "total-interchange": "TI"}
+
+
+def normalize_rows(
+    rows: Sequence[dict[str, Any]], warned_fuels: set[str] | None = None, kind: str | None = None
+) -> pd.DataFrame:
+    """Return observations for raw EIA rows; `kind` (the route) skips telling it row by row."""
     if not rows:
         return empty_observations()
     warned = warned_fuels if warned_fuels is not None else set()
+    if kind is not None:
+        return drop_duplicate_observations(_normalize_kind(kind, rows, warned))
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_kind.setdefault(row_kind(row), []).append(row)
-    frames = [_normalize_kind(kind, group, warned) for kind, group in by_kind.items()]
+    frames = [_normalize_kind(k, group, warned) for k, group in by_kind.items()]
     frames = [f for f in frames if len(f)]
     if not frames:
         return empty_observations()
@@ -97,45 +114,50 @@ def normalize_rows(rows: Sequence[dict[str, Any]], warned_fuels: set[str] | None
     return drop_duplicate_observations(frame)
 
 
-def _normalize_kind(kind: str, rows: list[dict[str, Any]], warned: set[str]) -> pd.DataFrame:
-    raw = pd.DataFrame.from_records(rows)
-    for column in ("period", "value"):
-        if column not in raw:
-            raise InputFormatError(f"{kind} rows have no '{column}' field")
+def _column(rows: Sequence[dict[str, Any]], field: str, kind: str) -> pd.Series:
+    try:
+        return pd.Series([row[field] for row in rows], dtype=object)
+    except KeyError:
+        raise InputFormatError(f"{kind} rows have no '{field}' field") from None
+
+
+def _normalize_kind(kind: str, rows: Sequence[dict[str, Any]], warned: set[str]) -> pd.DataFrame:
+    first, second = _KEY_FIELDS[kind]
+    period, raw_value = _column(rows, "period", kind), _column(rows, "value", kind)
+    area, other = _column(rows, first, kind).astype(str), _column(rows, second, kind).astype(str)
     if kind == "region-data":
-        area, counterpart = raw["respondent"].astype(str), pd.Series("", index=raw.index)
-        dataset = raw["type"].map(TYPE_CODE_DATASET)
-        unknown = raw.loc[dataset.isna(), "type"].unique()
+        dataset = other.map(TYPE_CODE_DATASET)
+        unknown = other[dataset.isna()].unique()
         if len(unknown):
             log.warning(
                 "skipping region-data rows with unknown type code(s): %s", ", ".join(map(str, unknown))
             )
-            keep = dataset.notna()
-            raw, area, counterpart, dataset = raw[keep], area[keep], counterpart[keep], dataset[keep]
-        suffix = dataset.map({"demand": "D", "forecast": "DF", "generation": "NG", "total-interchange": "TI"})
-        series = "EBA." + area + "-ALL." + suffix + ".H"
+            keep = dataset.notna().to_numpy()
+            period, raw_value, area, dataset = period[keep], raw_value[keep], area[keep], dataset[keep]
+        counterpart = pd.Series("", index=area.index, dtype=object)
+        series = "EBA." + area + "-ALL." + dataset.map(_TYPE_SUFFIX) + ".H"
     elif kind == "fuel-type-data":
-        area, counterpart = raw["respondent"].astype(str), raw["fueltype"].astype(str)
+        counterpart = other
         new = sorted(set(counterpart.unique()) - KNOWN_FUELS - warned)
         if new:
             warned.update(new)
             log.warning("new fuel code(s) %s: stored as published", ", ".join(new))
-        dataset = pd.Series("fuel-mix", index=raw.index)
+        dataset = pd.Series("fuel-mix", index=area.index, dtype=object)
         series = "EBA." + area + "-ALL.NG." + counterpart + ".H"
     elif kind == "interchange-data":
-        area, counterpart = raw["fromba"].astype(str), raw["toba"].astype(str)
-        dataset = pd.Series("interchange", index=raw.index)
+        counterpart = other
+        dataset = pd.Series("interchange", index=area.index, dtype=object)
         series = "EBA." + area + "-" + counterpart + ".ID.H"
     else:
-        area, counterpart = raw["parent"].astype(str), raw["subba"].astype(str)
-        dataset = pd.Series("subregion-demand", index=raw.index)
+        counterpart = other
+        dataset = pd.Series("subregion-demand", index=area.index, dtype=object)
         series = "EBA." + area + "-" + counterpart + ".D.H"
-    value = pd.to_numeric(raw["value"], errors="coerce").astype("float64")
+    value = pd.to_numeric(raw_value, errors="coerce").astype("float64")
     value = value.where(np.isfinite(value))
     return pd.DataFrame(
         {
             "series_id": series.to_numpy(dtype=object),
-            "period_end_utc": _periods(raw["period"]).to_numpy(),
+            "period_end_utc": _periods(period).to_numpy(),
             "value": value.to_numpy(),
             "quality_flag": np.where(value.isna(), "missing", "good").astype(object),
             "dataset": dataset.to_numpy(dtype=object),

@@ -13,6 +13,7 @@ import logging
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -83,7 +84,7 @@ def iter_raw_rows(client: EIAClient, chunks: Sequence[Chunk]) -> Iterator[dict[s
 
 def pages_to_observations(pages: Sequence[Page], warned_fuels: set[str]) -> list[pd.DataFrame]:
     """Normalize each page separately, so every observation keeps the page it came from."""
-    return [normalize_rows(page.rows, warned_fuels) for page in pages]
+    return [normalize_rows(page.rows, warned_fuels, kind=page.route) for page in pages]
 
 
 def commit_chunk(
@@ -92,11 +93,18 @@ def commit_chunk(
     pages: Sequence[Page],
     now: datetime,
     warned_fuels: set[str],
+    ledger_key: tuple[str, str] | None = None,
 ) -> LoadCounts:
-    """Archive a chunk's responses and upsert its observations in one transaction."""
+    """Archive a chunk's responses and upsert its observations in one transaction.
+
+    `ledger_key` (chunk key, plan key) also marks the chunk committed for resumable backfills,
+    in the same transaction, so a chunk is either stored and marked or neither.
+    """
     frames = pages_to_observations(pages, warned_fuels)
     counts = LoadCounts()
     with store.transaction() as conn:
+        if ledger_key is not None:
+            store.mark_chunk(conn, ledger_key[0], ledger_key[1], run_id, sum(len(p.rows) for p in pages), now)
         parts, sources = [], []
         for page, frame in zip(pages, frames, strict=True):
             source_id = store.archive(
@@ -157,6 +165,98 @@ class ChunkDone:
 ProgressCallback = Callable[[ChunkDone], None]
 
 
+def run_chunks(
+    store: Store,
+    client: EIAClient,
+    chunks: Sequence[Chunk],
+    report: RunReport,
+    *,
+    workers: int = 1,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    progress: ProgressCallback | None = None,
+    ledger: Callable[[Chunk], tuple[str, str]] | None = None,
+) -> None:
+    """Fetch chunks with up to `workers` threads; commit each one here, as it arrives.
+
+    At most 2 x workers chunks are fetched or waiting at once, so memory does not grow with the
+    number of chunks. All threads share the client's rate limiter.
+    """
+    started = time.monotonic()
+    warned: set[str] = set()
+    pending = iter(chunks)
+    in_flight: dict[Future[list[Page]], Chunk] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="gridpulse-fetch")
+
+    def submit_next() -> None:
+        chunk = next(pending, None)
+        if chunk is not None:
+            in_flight[pool.submit(fetch_chunk, client, chunk)] = chunk
+
+    try:
+        for _ in range(2 * max(1, workers)):
+            submit_next()
+        while in_flight:
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                chunk = in_flight.pop(future)
+                pages = future.result()
+                rows = sum(len(p.rows) for p in pages)
+                key = ledger(chunk) if ledger else None
+                report.counts += commit_chunk(store, report.run_id, pages, now(), warned, key)
+                report.fetched += rows
+                report.chunks += 1
+                _sync_stats(report, client, started)
+                if progress:
+                    progress(ChunkDone(chunk, report.chunks, len(chunks), rows, report))
+                submit_next()
+    finally:
+        # Do not wait for fetches in flight: on an error or a signal the run must end promptly.
+        pool.shutdown(wait=False, cancel_futures=True)
+        _sync_stats(report, client, started)
+
+
+def run_recorded(
+    store: Store,
+    client: EIAClient,
+    command: str,
+    bas: Sequence[str],
+    datasets: Sequence[str],
+    window: Window,
+    chunks: Sequence[Chunk],
+    *,
+    workers: int = 1,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    progress: ProgressCallback | None = None,
+    ledger: Callable[[Chunk], tuple[str, str]] | None = None,
+    report: RunReport | None = None,
+) -> RunReport:
+    """run_chunks inside the run ledger: the run is recorded ok, failed or interrupted."""
+    report = report or RunReport()
+    report.run_id = store.start_run(command, window, bas, datasets, now())
+    log.info(
+        "run %d: %s %s for %s (%d chunks, %d workers)",
+        report.run_id,
+        command,
+        window,
+        ",".join(bas),
+        len(chunks),
+        workers,
+    )
+    try:
+        run_chunks(store, client, chunks, report, workers=workers, now=now, progress=progress, ledger=ledger)
+    except (GridpulseError, KeyboardInterrupt) as exc:
+        report.status = "interrupted" if isinstance(exc, KeyboardInterrupt | Interrupted) else "failed"
+        _finish(store, report, now(), error=str(exc) or type(exc).__name__)
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted(
+                f"interrupted after {report.chunks} committed chunks (run {report.run_id}); "
+                "committed chunks are kept, re-run to continue"
+            ) from None
+        raise
+    _finish(store, report, now())
+    return report
+
+
 def run_ingest(
     store: Store,
     client: EIAClient,
@@ -165,34 +265,24 @@ def run_ingest(
     window: Window,
     *,
     command: str = "ingest",
+    workers: int = 1,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     progress: ProgressCallback | None = None,
 ) -> RunReport:
     """Fetch, normalize and load every chunk of the window; record the run in the ledger."""
     chunks = plan_chunks(bas, datasets, window)
-    report = RunReport(run_id=store.start_run(command, window, bas, datasets, now()))
-    started = time.monotonic()
-    warned: set[str] = set()
-    log.info("run %d: %s %s for %s (%d chunks)", report.run_id, command, window, ",".join(bas), len(chunks))
-    try:
-        for index, chunk in enumerate(chunks, start=1):
-            pages = fetch_chunk(client, chunk)
-            rows = sum(len(p.rows) for p in pages)
-            report.counts += commit_chunk(store, report.run_id, pages, now(), warned)
-            report.fetched += rows
-            report.chunks = index
-            _sync_stats(report, client, started)
-            if progress:
-                progress(ChunkDone(chunk, index, len(chunks), rows, report))
-    except (GridpulseError, KeyboardInterrupt) as exc:
-        report.status = "interrupted" if isinstance(exc, KeyboardInterrupt | Interrupted) else "failed"
-        _sync_stats(report, client, started)
-        _finish(store, report, now(), error=str(exc) or type(exc).__name__)
-        if isinstance(exc, KeyboardInterrupt):
-            raise Interrupted("interrupted; committed chunks are kept, re-run to continue") from None
-        raise
-    _finish(store, report, now())
-    return report
+    return run_recorded(
+        store,
+        client,
+        command,
+        bas,
+        datasets,
+        window,
+        chunks,
+        workers=workers,
+        now=now,
+        progress=progress,
+    )
 
 
 def _sync_stats(report: RunReport, client: EIAClient, started: float) -> None:

@@ -26,6 +26,21 @@ def strip_key(body: Any) -> Any:
     return body
 
 
+_ECHOED_KEY = re.compile(rb',\s*"api_key"\s*:\s*"[^"]*"|"api_key"\s*:\s*"[^"]*"\s*,?')
+
+
+def strip_key_bytes(raw: bytes, secret: str | None) -> bytes | None:
+    """The raw response body without the echoed `"api_key": "…"` member.
+
+    Returns None when the key would still be in the body (then the caller re-serialises the
+    parsed, stripped body instead): the archive must never hold it.
+    """
+    stripped = _ECHOED_KEY.sub(b"", raw)
+    if secret and secret.encode() in stripped:
+        return None
+    return stripped
+
+
 class RedactingFilter(logging.Filter):
     """A handler filter that rewrites every record so the key never reaches a log sink.
 

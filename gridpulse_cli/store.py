@@ -268,7 +268,7 @@ class Store:
                 "fetched": self._ts(fetched_at),
                 "rows": row_count,
                 "sha": sha256,
-                "body": gzip.compress(body, compresslevel=6, mtime=0),
+                "body": gzip.compress(body, compresslevel=5, mtime=0),
             },
         )
         return int(result.scalar_one())
@@ -284,6 +284,35 @@ class Store:
             ),
             {"body": body_gzip, "sha": sha256, "rows": row_count, "sid": source_id},
         )
+
+    # ---- backfill chunk ledger ------------------------------------------------------------
+
+    def mark_chunk(
+        self, conn: Connection, chunk_key: str, plan_key: str, run_id: int | None, rows: int, now: datetime
+    ) -> None:
+        """Record a backfill chunk as committed (call inside the chunk's transaction)."""
+        conn.execute(
+            sa.text(
+                "INSERT INTO backfill_chunks (chunk_key, plan_key, run_id, rows_fetched, committed_at_utc) "
+                "VALUES (:k, :p, :r, :n, :t) ON CONFLICT (chunk_key) DO UPDATE SET plan_key = excluded.plan_key, "
+                "run_id = excluded.run_id, rows_fetched = excluded.rows_fetched, "
+                "committed_at_utc = excluded.committed_at_utc"
+            ),
+            {"k": chunk_key, "p": plan_key, "r": run_id, "n": rows, "t": self._ts(now)},
+        )
+
+    def committed_chunks(self, plan_key: str) -> set[str]:
+        """Chunk keys already committed under this backfill plan."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT chunk_key FROM backfill_chunks WHERE plan_key = :p"), {"p": plan_key}
+            )
+            return {row[0] for row in rows}
+
+    def forget_plan(self, plan_key: str) -> None:
+        """Drop a plan's chunk records (`backfill --restart`)."""
+        with self.transaction() as conn:
+            conn.execute(sa.text("DELETE FROM backfill_chunks WHERE plan_key = :p"), {"p": plan_key})
 
     # ---- series -------------------------------------------------------------------------------
 
@@ -399,7 +428,6 @@ class Store:
 
     def _merge_staging(self, conn: Connection, run_id: int | None, now: datetime) -> LoadCounts:
         """One pass over the staged rows: new and changed ones are written, old values kept."""
-        conn.exec_driver_sql("ANALYZE gp_staging")
         # Probe the primary key per staged row: a hash join would scan all of observations once
         # per chunk, so a long backfill would slow down as the table grows.
         conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")

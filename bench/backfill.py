@@ -1,0 +1,227 @@
+"""Backfill benchmarks against the loopback EIA stub (latency and rate limit configurable).
+
+The backfill itself runs as the real CLI in a child process (`gridpulse backfill`), so its time,
+requests and peak RSS are those of the product, not of this harness; the stub runs here and
+records every request it receives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import requests
+import sqlalchemy as sa
+
+from bench.common import ROOT, fresh_database
+from gridpulse_cli.catalog import MVP_BAS
+from gridpulse_cli.store import Store
+from tests.eia_stub import EIAStub, make_fuel_rows, make_interchange_rows, make_region_rows
+
+KEY = "bench-key-not-secret"
+YEAR = (datetime(2023, 1, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, 0, tzinfo=UTC))  # inclusive hour-ending
+DATASETS = "demand,forecast,generation,total-interchange,fuel-mix,interchange"
+
+
+def serve_year(stub: EIAStub) -> int:
+    """Load the stub with a year of region, fuel-mix and interchange rows for the five MVP BAs."""
+    start, end = YEAR
+    stub.set_rows("region-data", make_region_rows(MVP_BAS, start, end))
+    stub.set_rows("fuel-type-data", make_fuel_rows(MVP_BAS, start, end))
+    stub.set_rows("interchange-data", make_interchange_rows(None, start, end))
+    return sum(len(stub.rows(r)) for r in ("region-data", "fuel-type-data", "interchange-data"))
+
+
+def run_cli_backfill(
+    stub: EIAStub, db_url: str, start: str, end: str, rps: int, workers: int = 4
+) -> dict[str, Any]:
+    """`gridpulse backfill` in a fresh child process; returns elapsed, exit code, peak RSS."""
+    env = dict(
+        os.environ,
+        EIA_API_KEY=KEY,
+        GRIDPULSE_EIA_URL=stub.url,
+        GRIDPULSE_DATABASE_URL=db_url,
+        GRIDPULSE_MAX_RPS=str(rps),
+        GRIDPULSE_MAX_REQUESTS_PER_HOUR="1000000",
+    )
+    script = (
+        # VmHWM, not ru_maxrss: ru_maxrss survives exec and would report this harness's own peak.
+        "import sys, atexit; from gridpulse_cli.cli import main; "
+        "sys.argv = ['gridpulse'] + sys.argv[1:]; "
+        "hwm = lambda: next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')); "
+        "atexit.register(lambda: print('PEAK_RSS_KB', hwm(), file=sys.stderr)); "
+        "main()"
+    )
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            "--log-format",
+            "plain",
+            "backfill",
+            "--ba",
+            ",".join(MVP_BAS),
+            "--dataset",
+            DATASETS,
+            "--from",
+            start,
+            "--to",
+            end,
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"backfill failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    rss = next(
+        (int(line.split()[1]) / 1024 for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_KB")),
+        0.0,
+    )
+    return {
+        "seconds": round(elapsed, 1),
+        "peak_rss_mb": round(rss),
+        "summary": proc.stderr.strip().splitlines()[-2],
+    }
+
+
+def request_stats(stub: EIAStub) -> dict[str, Any]:
+    records = [r for r in stub.requests if r.route]
+    keys = Counter(json.dumps([r.route, r.params], sort_keys=True, default=str) for r in records)
+    return {
+        "requests": len(records),
+        "duplicates": sum(n - 1 for n in keys.values() if n > 1),
+        "rate_violations": stub.violations,
+        "max_concurrency": stub.max_concurrency,
+        "status_429": sum(1 for r in records if r.status == 429),
+    }
+
+
+def stored_rows(db_url: str) -> int:
+    store = Store.open(db_url)
+    with store.engine.connect() as conn:
+        count = int(conn.exec_driver_sql("SELECT count(*) FROM observations").scalar_one())
+    store.close()
+    return count
+
+
+def naive_backfill(stub: EIAStub, db_url: str, start: str, end: str) -> dict[str, Any]:
+    """The original design: one request at a time, period-only sort, DataFrame.to_sql into a temp table, ON CONFLICT."""
+    engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg2://"))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE IF NOT EXISTS naive_obs (series_id text, period timestamptz, value double precision, "
+            "PRIMARY KEY (series_id, period))"
+        )
+    session = requests.Session()
+    rows_total, requests_made = 0, 0
+    started = time.perf_counter()
+    for route, key in (("region-data", "type"), ("fuel-type-data", "fueltype"), ("interchange-data", "toba")):
+        offset, total = 0, None
+        while total is None or offset < total:
+            params: list[tuple[str, str]] = [
+                ("api_key", KEY),
+                ("frequency", "hourly"),
+                ("data[0]", "value"),
+                ("start", start),
+                ("end", end),
+                ("sort[0][column]", "period"),
+                ("sort[0][direction]", "asc"),
+                ("offset", str(offset)),
+                ("length", "5000"),
+            ]
+            facet = "fromba" if route == "interchange-data" else "respondent"
+            params += [(f"facets[{facet}][]", ba) for ba in MVP_BAS]
+            body = session.get(stub.route_url(route), params=params, timeout=60).json()["response"]
+            requests_made += 1
+            total = int(body["total"])
+            data = pd.DataFrame(body["data"])
+            if data.empty:
+                break
+            area = data["fromba"] if route == "interchange-data" else data["respondent"]
+            frame = pd.DataFrame(
+                {
+                    "series_id": "EBA." + area + "-" + data[key].astype(str),
+                    "period": pd.to_datetime(data["period"], format="%Y-%m-%dT%H", utc=True),
+                    "value": pd.to_numeric(data["value"], errors="coerce"),
+                }
+            ).drop_duplicates(["series_id", "period"])
+            with engine.begin() as conn:
+                frame.to_sql(
+                    "naive_tmp", conn, if_exists="replace", index=False, method="multi", chunksize=1000
+                )
+                conn.exec_driver_sql(
+                    "INSERT INTO naive_obs SELECT series_id, period, value FROM naive_tmp "
+                    "ON CONFLICT (series_id, period) DO UPDATE SET value = excluded.value"
+                )
+            offset += len(data)
+            rows_total += len(data)
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    return {
+        "seconds": round(elapsed, 1),
+        "rows": rows_total,
+        "requests": requests_made,
+        "rows_per_s": round(rows_total / elapsed),
+    }
+
+
+def main() -> None:
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        # 1. EIA's limits: 300 ms latency, 5 requests/second enforced by the stub.
+        with EIAStub(api_key=KEY, latency=0.3, max_per_second=5) as stub:
+            rows = serve_year(stub)
+            db = fresh_database("postgresql", "gridpulse_bench_backfill", workdir)
+            run = run_cli_backfill(stub, db, "2023-01-01T01", "2024-01-01T01", rps=5)
+            stats = request_stats(stub)
+            results["limited"] = {
+                **run,
+                **stats,
+                "rows_served": rows,
+                "rows_stored": stored_rows(db),
+                "bound_seconds": round(1.25 * stats["requests"] / 5, 1),
+            }
+            print(json.dumps({"limited": results["limited"]}), flush=True)
+        # 2. No latency, no rate limit: end-to-end throughput; one month vs one year for RSS.
+        with EIAStub(api_key=KEY) as stub:
+            rows = serve_year(stub)
+            db = fresh_database("postgresql", "gridpulse_bench_backfill", workdir)
+            month = run_cli_backfill(stub, db, "2023-01-01T01", "2023-02-01T01", rps=1000)
+            db = fresh_database("postgresql", "gridpulse_bench_backfill", workdir)
+            stub.reset_log()
+            year = run_cli_backfill(stub, db, "2023-01-01T01", "2024-01-01T01", rps=1000)
+            stored = stored_rows(db)
+            results["unlimited"] = {
+                **year,
+                **request_stats(stub),
+                "rows_stored": stored,
+                "rows_per_s": round(stored / year["seconds"]),
+                "month_peak_rss_mb": month["peak_rss_mb"],
+            }
+            print(json.dumps({"unlimited": results["unlimited"]}), flush=True)
+            naive_db = fresh_database("postgresql", "gridpulse_bench_naive_fetch", workdir)
+            results["naive"] = naive_backfill(stub, naive_db, "2023-01-01T01", "2023-02-01T00")
+            print(json.dumps({"naive": results["naive"]}), flush=True)
+    (ROOT / "bench-out").mkdir(exist_ok=True)
+    (ROOT / "bench-out" / "backfill.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
