@@ -12,10 +12,12 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from gridpulse_cli.catalog import DATASETS, REGION_DATA, neighbours
+from gridpulse_cli.catalog import DATASETS, REGION_DATA, ROUTES, neighbours, parse_series_id
 from gridpulse_cli.eia import PAGE_SIZE, EIAClient
+from gridpulse_cli.gaps import Gap, find_gaps, gap_windows
 from gridpulse_cli.pipeline import Chunk, ProgressCallback, RunReport, run_recorded
 from gridpulse_cli.store import Store
 from gridpulse_cli.windows import Window, format_utc, split_window
@@ -126,3 +128,84 @@ def run_backfill(
         progress=progress,
         ledger=lambda c: (chunk_key(c), key),
     )
+
+
+def plan_gap_chunks(gaps: Sequence[Gap]) -> list[Chunk]:
+    """As few page-sized requests as cover every gap: windows merged per route and BA."""
+    windows: dict[tuple[str, str], list[Window]] = {}
+    types: dict[tuple[str, str], set[str]] = {}
+    for dataset_name, area, window in gap_windows(gaps):
+        dataset = DATASETS[dataset_name]
+        key = (dataset.route.name, area)
+        windows.setdefault(key, []).append(window)
+        if dataset.type_code:
+            types.setdefault(key, set()).add(dataset.type_code)
+    chunks: list[Chunk] = []
+    for (route_name, area), parts in sorted(windows.items()):
+        route = ROUTES[route_name]
+        type_codes = sorted(types.get((route_name, area), set()))
+        facets = {route.area_facet: [area]}
+        if route is REGION_DATA:
+            facets["type"] = type_codes
+        hours = max(1, PAGE_SIZE // rows_per_hour(route_name, area, type_codes))
+        for merged in merge_windows(parts):
+            chunks.extend(Chunk(route, facets, part) for part in split_window(merged, hours))
+    return chunks
+
+
+def merge_windows(windows: Sequence[Window]) -> list[Window]:
+    """Union of windows: overlapping or touching ones become one."""
+    merged: list[Window] = []
+    for window in sorted(windows, key=lambda w: w.start):
+        if merged and window.start <= merged[-1].end:
+            merged[-1] = Window(merged[-1].start, max(merged[-1].end, window.end))
+        else:
+            merged.append(window)
+    return merged
+
+
+@dataclass
+class GapFillReport:
+    """What `backfill --gaps` found, fetched, filled and could not fill."""
+
+    before: list[Gap]
+    after: list[Gap]
+    run: RunReport | None
+
+    @property
+    def filled_hours(self) -> int:
+        return sum(g.hours for g in self.before) - sum(g.hours for g in self.after)
+
+
+def run_gap_backfill(
+    store: Store,
+    client: EIAClient,
+    bas: Sequence[str] | None,
+    datasets: Sequence[str] | None,
+    window: Window,
+    *,
+    workers: int = DEFAULT_WORKERS,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    progress: ProgressCallback | None = None,
+) -> GapFillReport:
+    """Re-fetch exactly the gap windows, then say what was filled and what EIA still lacks."""
+    before = find_gaps(store, bas, datasets, window, now())
+    if not before:
+        return GapFillReport(before, [], None)
+    chunks = plan_gap_chunks(before)
+    areas = sorted({parse_series_id(g.series_id).area for g in before})
+    names = sorted({parse_series_id(g.series_id).dataset for g in before})
+    run = run_recorded(
+        store,
+        client,
+        "backfill --gaps",
+        areas,
+        names,
+        window,
+        chunks,
+        workers=workers,
+        now=now,
+        progress=progress,
+    )
+    after = find_gaps(store, bas, datasets, window, now())
+    return GapFillReport(before, after, run)

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 import typer
 
 from gridpulse_cli import __version__
-from gridpulse_cli.backfill import DEFAULT_WORKERS, run_backfill
+from gridpulse_cli.backfill import DEFAULT_WORKERS, run_backfill, run_gap_backfill
 from gridpulse_cli.catalog import resolve_bas, resolve_datasets
 from gridpulse_cli.config import Settings, load_settings
 from gridpulse_cli.eia import EIAClient, RateLimiter
@@ -36,12 +36,16 @@ from gridpulse_cli.errors import (
     UsageError,
 )
 from gridpulse_cli.export import export_csv
+from gridpulse_cli.gaps import find_gaps
+from gridpulse_cli.health import run_health
+from gridpulse_cli.lock import writer_lock
 from gridpulse_cli.logs import LOG_FORMATS, setup_logging
 from gridpulse_cli.normalize import normalize_rows, read_raw_rows, write_observations_csv
 from gridpulse_cli.pipeline import ChunkDone, iter_raw_rows, plan_chunks, run_ingest, run_load
 from gridpulse_cli.redact import redact
 from gridpulse_cli.report import format_optional, print_table
 from gridpulse_cli.revisions import list_revisions
+from gridpulse_cli.runs import list_runs
 from gridpulse_cli.store import Store, describe_db_error
 from gridpulse_cli.windows import parse_duration, resolve_window
 
@@ -113,7 +117,8 @@ R = TypeVar("R")
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    """Now, or GRIDPULSE_NOW when set (to replay a past moment, or in tests)."""
+    return load_settings(os.environ).now_override or datetime.now(UTC)
 
 
 def _settings(db: str | None = None) -> Settings:
@@ -215,6 +220,16 @@ def _store(settings: Settings) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+@contextmanager
+def _writer(settings: Settings) -> Iterator[Store]:
+    """The store, with this process as its only writer (waits up to GRIDPULSE_LOCK_TIMEOUT)."""
+    with _store(settings) as store, writer_lock(store, settings.lock_timeout_seconds):
+        abandoned = store.close_abandoned_runs(_now())
+        if abandoned:
+            log.warning("marked %d run(s) left 'running' by a killed process as interrupted", abandoned)
+        yield store
 
 
 def _progress_reporter(
@@ -377,7 +392,7 @@ def load(
 ) -> None:
     """Upsert observation CSV (from `normalize` or `export`) into the database."""
     settings = _settings(db)
-    with _input(input_file) as (stream, name), _store(settings) as store:
+    with _input(input_file) as (stream, name), _writer(settings) as store:
         report = run_load(store, stream, name, now=_now)
     log.info(report.summary())
 
@@ -401,7 +416,7 @@ def ingest(
     assert window is not None
     client = _client(settings)
     _install_signal_handlers()
-    with _store(settings) as store:
+    with _writer(settings) as store:
         on_chunk, stop = _progress_reporter("ingest")
         try:
             report = run_ingest(store, client, bas, datasets, window, now=_now, progress=on_chunk)
@@ -521,6 +536,12 @@ def backfill(
             "--restart", help="Re-fetch everything, even chunks an earlier run of this backfill committed."
         ),
     ] = False,
+    gaps_only: Annotated[
+        bool,
+        typer.Option(
+            "--gaps", help="Re-fetch only the hours `gridpulse gaps` reports (default window: --since 30d)."
+        ),
+    ] = False,
     from_file: Annotated[
         list[Path] | None,
         typer.Option(
@@ -537,18 +558,23 @@ def backfill(
         from gridpulse_cli.bulkload import run_bulk_files  # pandas CSV machinery, only when asked
 
         _install_signal_handlers()
-        with _store(settings) as store:
+        with _writer(settings) as store:
             report = run_bulk_files(store, list(from_file), now=_now)
         log.info(report.summary())
         return
+    if gaps_only:
+        _backfill_gaps(settings, ba, dataset, since, start, end, workers)
+        return
     if start is None and since is None:
-        raise UsageError("backfill needs --from (and optionally --to) or --since, or --from-file PATH")
+        raise UsageError(
+            "backfill needs --from (and optionally --to) or --since, --gaps, or --from-file PATH"
+        )
     bas, datasets = resolve_bas(ba), resolve_datasets(dataset)
     window = resolve_window(since, start, end, _now(), default_since=None)
     assert window is not None
     client = _client(settings)
     _install_signal_handlers()
-    with _store(settings) as store:
+    with _writer(settings) as store:
         on_chunk, stop = _progress_reporter("backfill", every_seconds=10.0)
         try:
             report = run_backfill(
@@ -568,21 +594,175 @@ def backfill(
     log.info(report.summary())
 
 
-def _not_yet(command: str) -> None:
-    typer.echo(f"gridpulse: error: '{command}' is not implemented in this release yet", err=True)
-    raise typer.Exit(int(ExitCode.INTERNAL))
+def _backfill_gaps(
+    settings: Settings,
+    ba: list[str] | None,
+    dataset: list[str] | None,
+    since: str | None,
+    start: str | None,
+    end: str | None,
+    workers: int,
+) -> None:
+    bas = resolve_bas(ba, default=()) if ba else None
+    datasets = resolve_datasets(dataset) if dataset else None
+    window = resolve_window(since, start, end, _now(), default_since="30d")
+    assert window is not None
+    client = _client(settings)
+    _install_signal_handlers()
+    with _writer(settings) as store:
+        on_chunk, stop = _progress_reporter("backfill --gaps", every_seconds=10.0)
+        try:
+            result = run_gap_backfill(
+                store, client, bas, datasets, window, workers=workers, now=_now, progress=on_chunk
+            )
+        finally:
+            stop()
+    if result.run is None:
+        log.info("no gaps in %s: nothing to fetch", window)
+        return
+    log.info(result.run.summary())
+    log.info(
+        "filled %d of %d missing hours; %d hours in %d series are still missing upstream",
+        result.filled_hours,
+        sum(g.hours for g in result.before),
+        sum(g.hours for g in result.after),
+        len({g.series_id for g in result.after}),
+    )
+    for gap in result.after:
+        log.info(
+            "still missing: %s %s..%s (%d h, %s)",
+            gap.series_id,
+            gap.first_missing,
+            gap.last_missing,
+            gap.hours,
+            gap.reason,
+        )
 
 
 @app.command()
-def gaps() -> None:
-    """(Not implemented yet.) List hours that should exist and don't."""
-    _not_yet("gaps")
+@handle_errors
+def gaps(
+    ba: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ba", metavar="BA", help="Only these BAs (codes, aliases, 'all'). Default: every stored BA."
+        ),
+    ] = None,
+    dataset: DatasetOption = None,
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="DURATION", help="Window ending now (default 30d).")
+    ] = None,
+    start: FromOption = None,
+    end: ToOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array instead of a table.")] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help=f"Exit {int(ExitCode.CHECK_FAILED)} when any gap is found (for monitors)."
+        ),
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """List hours that should exist and don't (or have no value), coalesced into runs."""
+    settings = _settings(db)
+    bas = resolve_bas(ba, default=()) if ba else None
+    datasets = resolve_datasets(dataset) if dataset else None
+    window = resolve_window(since, start, end, _now(), default_since="30d")
+    assert window is not None
+    with _store(settings) as store:
+        found = find_gaps(store, bas, datasets, window, _now())
+    if as_json:
+        typer.echo(json.dumps([g.as_json() for g in found], indent=1))
+    else:
+        print_table(
+            ["series_id", "first_missing", "last_missing", "hours", "reason"],
+            [[g.series_id, g.first_missing, g.last_missing, str(g.hours), g.reason] for g in found],
+            title=f"{len(found)} gaps, {sum(g.hours for g in found)} missing hours in {window}",
+        )
+    if check and found:
+        raise typer.Exit(int(ExitCode.CHECK_FAILED))
 
 
 @app.command()
-def health() -> None:
-    """(Not implemented yet.) Is the data fresh, are runs succeeding?"""
-    _not_yet("health")
+@handle_errors
+def health(
+    ba: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ba", metavar="BA", help="Only these BAs (codes, aliases, 'all'). Default: every stored BA."
+        ),
+    ] = None,
+    dataset: DatasetOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print {"status", "checks": [...]} as JSON.')
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Is the database usable, the data fresh, are runs succeeding? Exits non-zero on a failed check."""
+    settings = _settings(db)
+    bas = resolve_bas(ba, default=()) if ba else None
+    datasets = resolve_datasets(dataset) if dataset else None
+    report = run_health(settings.database_url, bool(settings.api_key), bas, datasets, _now())
+    if as_json:
+        typer.echo(json.dumps(report.as_json(), indent=1))
+    else:
+        print_table(
+            ["check", "status", "detail"],
+            [[c.name, c.status, c.detail] for c in report.checks],
+            title=f"health: {report.status}",
+            styles={"ok": "green", "warn": "yellow", "fail": "bold red"},
+        )
+    if report.status == "fail":
+        raise typer.Exit(int(ExitCode.CHECK_FAILED))
+
+
+@app.command()
+@handle_errors
+def runs(
+    last: Annotated[int, typer.Option("--last", min=1, help="How many runs, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array instead of a table.")] = False,
+    db: DbOption = None,
+) -> None:
+    """The run ledger: command, window, counts, duration, status and error of recent runs."""
+    settings = _settings(db)
+    with _store(settings) as store:
+        found = list_runs(store, last)
+    if as_json:
+        typer.echo(json.dumps([r.as_json() for r in found], indent=1))
+        return
+    print_table(
+        [
+            "run",
+            "command",
+            "status",
+            "started",
+            "duration_s",
+            "window",
+            "fetched",
+            "inserted",
+            "revised",
+            "unchanged",
+            "error",
+        ],
+        [
+            [
+                str(r.run_id),
+                r.command,
+                r.status,
+                r.started_at,
+                "" if r.duration_s is None else f"{r.duration_s:g}",
+                f"{r.window_start or ''}..{r.window_end or ''}" if r.window_start else "",
+                str(r.rows_fetched),
+                str(r.rows_inserted),
+                str(r.rows_revised),
+                str(r.rows_unchanged),
+                (r.error or "")[:80],
+            ]
+            for r in found
+        ],
+        title=f"last {len(found)} runs",
+        styles={"ok": "green", "failed": "bold red", "interrupted": "yellow", "running": "cyan"},
+    )
 
 
 def main() -> None:

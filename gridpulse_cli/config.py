@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from gridpulse_cli.errors import ConfigError
@@ -24,6 +25,8 @@ class Settings:
     timeout_seconds: float = 60.0
     max_tries: int = 6
     retry_base_seconds: float = 1.0
+    lock_timeout_seconds: float = 120.0
+    now_override: datetime | None = None  # GRIDPULSE_NOW: replay or test as if it were then
 
     def require_api_key(self) -> str:
         """Return the EIA API key or explain how to set it."""
@@ -93,4 +96,17 @@ def load_settings(environ: Mapping[str, str], database: str | None = None) -> Se
         timeout_seconds=_number(environ, "GRIDPULSE_TIMEOUT", 60.0, 0.1),
         max_tries=int(_number(environ, "GRIDPULSE_MAX_TRIES", 6, 1)),
         retry_base_seconds=_number(environ, "GRIDPULSE_RETRY_BASE", 1.0, 0.0),
+        lock_timeout_seconds=_number(environ, "GRIDPULSE_LOCK_TIMEOUT", 120.0, 0.0),
+        now_override=_moment(environ, "GRIDPULSE_NOW"),
     )
+
+
+def _moment(environ: Mapping[str, str], name: str) -> datetime | None:
+    raw = (environ.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an ISO 8601 time such as 2024-01-01T05:00:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

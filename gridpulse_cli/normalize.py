@@ -66,7 +66,9 @@ def _periods(raw: pd.Series) -> pd.Series:
     """Parse EIA hourly periods; each distinct hour is parsed once (a page repeats each many times)."""
     try:
         codes, uniques = pd.factorize(raw)
-        parsed = pd.DatetimeIndex(pd.to_datetime(pd.Series(uniques, dtype=object), format=PERIOD_FORMAT, utc=True))
+        parsed = pd.DatetimeIndex(
+            pd.to_datetime(pd.Series(uniques, dtype=object), format=PERIOD_FORMAT, utc=True)
+        )
         return pd.Series(parsed.take(codes), index=raw.index)
     except (ValueError, TypeError):
         bad = next((p for p in raw if not _is_hourly_period(p)), raw.iloc[0])

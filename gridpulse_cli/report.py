@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from gridpulse_cli.normalize import format_value
 
@@ -12,17 +12,26 @@ def format_optional(value: float | None) -> str:
     return "" if value is None else format_value(float(value))
 
 
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], title: str = "") -> None:
-    """Print a table: rich (with colour) on a terminal, plain columns when piped."""
+def print_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    title: str = "",
+    styles: Mapping[str, str] | None = None,
+) -> None:
+    """Print a table: rich (cells coloured by `styles`, e.g. {"fail": "red"}) on a terminal,
+    plain aligned columns when piped."""
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(*headers, title=title or None, title_justify="left")
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(Text(cell, style=(styles or {}).get(cell, "")) for cell in row))
         Console().print(table)
         return
+    if title:
+        print(title)
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
     lines = [headers, *rows]
     for line in lines:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
+import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -171,6 +173,10 @@ class Store:
 
     # ---- time values -------------------------------------------------------------------------
 
+    def ts(self, moment: datetime | None) -> Any:
+        """A time as this database stores it (text on SQLite, timestamptz on PostgreSQL)."""
+        return self._ts(moment)
+
     def _ts(self, moment: datetime | None) -> Any:
         if moment is None:
             return None
@@ -190,6 +196,8 @@ class Store:
         with self.transaction() as conn:
             params = {
                 "command": command,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
                 "started": self._ts(now),
                 "ws": self._ts(window.start) if window else None,
                 "we": self._ts(window.end) if window else None,
@@ -198,12 +206,28 @@ class Store:
             }
             result = conn.execute(
                 sa.text(
-                    "INSERT INTO runs (command, status, started_at_utc, window_start_utc, window_end_utc, bas, datasets) "
-                    "VALUES (:command, 'running', :started, :ws, :we, :bas, :datasets) RETURNING run_id"
+                    "INSERT INTO runs (command, status, started_at_utc, window_start_utc, window_end_utc, bas, "
+                    "datasets, pid, host) VALUES (:command, 'running', :started, :ws, :we, :bas, :datasets, "
+                    ":pid, :host) RETURNING run_id"
                 ),
                 params,
             )
             return int(result.scalar_one())
+
+    def close_abandoned_runs(self, now: datetime) -> int:
+        """Mark runs still 'running' as interrupted: call while holding the writer lock, when no
+        other writer can be alive (they were killed without recording an outcome, e.g. SIGKILL)."""
+        with self.transaction() as conn:
+            return int(
+                conn.execute(
+                    sa.text(
+                        "UPDATE runs SET status = 'interrupted', finished_at_utc = :now, "
+                        "error = 'the process ended without recording an outcome (killed?)' "
+                        "WHERE status = 'running'"
+                    ),
+                    {"now": self._ts(now)},
+                ).rowcount
+            )
 
     def finish_run(
         self,

@@ -1,0 +1,100 @@
+"""Never two writers at once: a PostgreSQL advisory lock, or a file lock beside a SQLite file.
+
+A second `ingest`/`backfill`/`load` waits up to a bounded time for the first, then gives up with
+LockedError (its own exit code), so cron never stacks runs and no rows are written twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from gridpulse_cli.errors import LockedError
+from gridpulse_cli.store import Store
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5
+
+
+def _describe_holder(store: Store) -> str:
+    """Who holds the lock, from the run ledger's newest running run."""
+    try:
+        with store.engine.connect() as conn:
+            row = conn.execute(
+                sa.text(
+                    "SELECT run_id, command, pid, host, started_at_utc FROM runs WHERE status = 'running' "
+                    "ORDER BY run_id DESC LIMIT 1"
+                )
+            ).first()
+    except sa.exc.SQLAlchemyError:
+        return "another gridpulse process"
+    if row is None:
+        return "another gridpulse process"
+    return f"run {row[0]} ({row[1]}, pid {row[2]} on {row[3]}, started {row[4]})"
+
+
+def _wait(try_lock: Callable[[], bool], timeout: float, store: Store) -> None:
+    deadline = time.monotonic() + timeout
+    announced = False
+    while not try_lock():
+        if time.monotonic() >= deadline:
+            raise LockedError(
+                f"the database is locked by {_describe_holder(store)}; gave up after {timeout:g} s "
+                "(set GRIDPULSE_LOCK_TIMEOUT to wait longer)"
+            )
+        if not announced:
+            log.info("waiting up to %g s for %s to finish", timeout, _describe_holder(store))
+            announced = True
+        time.sleep(POLL_SECONDS)
+
+
+@contextmanager
+def writer_lock(store: Store, timeout: float) -> Iterator[None]:
+    """Hold the database's writer lock for the duration of the block."""
+    if store.dialect == "postgresql":
+        with store.engine.connect() as conn:
+            key = "SELECT hashtext('gridpulse-writer:' || current_database() || ':' || current_schema())"
+            lock_id = int(conn.exec_driver_sql(key).scalar_one())
+
+            def try_pg() -> bool:
+                got = bool(conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({lock_id})").scalar())
+                conn.commit()  # session-level lock: do not sit idle in a transaction
+                return got
+
+            _wait(try_pg, timeout, store)
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({lock_id})")
+                conn.commit()
+        return
+    database = store.engine.url.database
+    if not database or database == ":memory:":
+        yield
+        return
+    path = Path(f"{database}.lock")
+    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+
+        def try_file() -> bool:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+
+        _wait(try_file, timeout, store)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        os.close(handle)
