@@ -70,9 +70,11 @@ class RateLimiter:
         while True:
             with self._lock:
                 now = self._clock()
-                while self._recent and now - self._recent[0] >= self.second:
+                # The same expressions decide expiry and the wait, so sleeping exactly the wait
+                # always expires the oldest start (no float disagreement between the two).
+                while self._recent and self._recent[0] + self.second <= now:
                     self._recent.popleft()
-                while self._hourly and now - self._hourly[0] >= 3600.0:
+                while self._hourly and self._hourly[0] + 3600.0 <= now:
                     self._hourly.popleft()
                 wait = 0.0
                 if len(self._recent) >= self.per_second:
@@ -297,6 +299,8 @@ class EIAClient:
             pages = self._fetch_pages(route, facets, start, end_inclusive)
             if pages is not None:
                 return _drop_duplicates(route, pages, self.stats)
+            if attempt == MAX_WINDOW_RESTARTS:
+                break
             self.stats.add(restarts=1)
             log.warning(
                 "%s %s..%s changed while paging; fetching the window again (%d/%d)",

@@ -234,7 +234,13 @@ def read_observations_csv(
     """Yield validated observation chunks from CSV (the export/normalize format)."""
     try:
         reader = pd.read_csv(
-            stream, dtype=str, keep_default_na=False, chunksize=chunk_rows, skipinitialspace=True
+            stream,
+            dtype=str,
+            keep_default_na=False,
+            chunksize=chunk_rows,
+            skipinitialspace=True,
+            skip_blank_lines=False,  # keep line numbers in error messages true
+            index_col=False,  # a row with an extra field is an error, not an index
         )
         line = 1
         for chunk in reader:
@@ -243,7 +249,11 @@ def read_observations_csv(
                     f"{source}: header must start with {','.join(REQUIRED_COLUMNS)} "
                     f"(got {','.join(map(str, chunk.columns[:4]))!r})"
                 )
-            yield _validate_chunk(chunk, source, line)
+            if chunk.empty:
+                continue
+            blank = (chunk == "").all(axis=1).to_numpy()
+            offsets = pd.Index(np.arange(len(chunk))[~blank])
+            yield _validate_chunk(chunk[~blank], source, line, offsets)
             line += len(chunk)
     except pd.errors.EmptyDataError:
         raise InputFormatError(
@@ -256,9 +266,14 @@ def read_observations_csv(
 _SERIES_CACHE: dict[str, tuple[str, str, str]] = {}
 
 
-def _validate_chunk(chunk: pd.DataFrame, source: str, first_line: int) -> pd.DataFrame:
+def _validate_chunk(
+    chunk: pd.DataFrame, source: str, first_line: int, offsets: pd.Index | None = None
+) -> pd.DataFrame:
+    """Check and convert one chunk; `offsets` are each row's line offset within the chunk."""
+
     def fail(position: int, message: str) -> InputFormatError:
-        return InputFormatError(f"{source}:{first_line + 1 + position}: {message}")
+        offset = int(offsets[position]) if offsets is not None else position
+        return InputFormatError(f"{source}:{first_line + 1 + offset}: {message}")
 
     periods = pd.to_datetime(chunk["period_end_utc"], format=CSV_TIME_FORMAT, utc=True, errors="coerce")
     if periods.isna().any():
@@ -271,7 +286,7 @@ def _validate_chunk(chunk: pd.DataFrame, source: str, first_line: int) -> pd.Dat
         raise fail(pos, f"period_end_utc {chunk['period_end_utc'].iloc[pos]!r} is not on the hour")
     raw_values = chunk["value"].str.strip()
     values = pd.to_numeric(raw_values.where(raw_values != ""), errors="coerce")
-    unparsable = values.isna() & (raw_values != "")
+    unparsable = (values.isna() | ~np.isfinite(values.astype("float64"))) & (raw_values != "")
     if unparsable.any():
         pos = int(np.flatnonzero(unparsable.to_numpy())[0])
         raise fail(pos, f"value {raw_values.iloc[pos]!r} is not a number (leave it empty when missing)")

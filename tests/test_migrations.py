@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from gridpulse_cli import schema, store as store_module
+from gridpulse_cli import schema
+from gridpulse_cli import store as store_module
 from gridpulse_cli.errors import SchemaTooNewError
 from gridpulse_cli.store import Store
 
