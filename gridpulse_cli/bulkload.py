@@ -31,7 +31,7 @@ def run_bulk_files(
     *,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> RunReport:
-    """Load each file chunk by chunk (one transaction per chunk); record one run for all of them.
+    """Load each file in chunks, one transaction per file; record one run for all of them.
 
     Each file is recorded in `sources` (kind `bulk-file`: name, size, sha256; the file itself is
     not copied into the database) and its rows point to that record.
@@ -58,12 +58,12 @@ def run_bulk_files(
                     now(),
                 )
             rows = 0
-            for frame in read_bulk_file(path):
-                with store.transaction() as conn:
+            with store.transaction() as conn:  # one file, one transaction: a bad row leaves nothing
+                for frame in read_bulk_file(path):
                     report.counts += store.upsert(conn, frame, report.run_id, now(), source_id)
-                rows += len(frame)
-                report.fetched += len(frame)
-                report.chunks += 1
+                    rows += len(frame)
+                    report.fetched += len(frame)
+                    report.chunks += 1
             report.elapsed = time.monotonic() - started
             log.info("%s: %d observations (%.1f s so far)", path.name, rows, report.elapsed)
     except (GridpulseError, KeyboardInterrupt) as exc:

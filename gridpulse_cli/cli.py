@@ -706,12 +706,25 @@ def health(
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=1))
     else:
+        colours = {
+            "ok": "green",
+            "warn": "yellow",
+            "fail": "bold red",
+            "fresh": "green",
+            "late": "yellow",
+            "stale": "bold red",
+        }
+        headers, grid = report.freshness_grid()
         print_table(
             ["check", "status", "detail"],
-            [[c.name, c.status, c.detail] for c in report.checks],
+            [[c.name, c.status, c.detail] for c in report.checks if not c.area],
             title=f"health: {report.status}",
-            styles={"ok": "green", "warn": "yellow", "fail": "bold red"},
+            styles=colours,
         )
+        if grid:
+            print_table(
+                headers, grid, title="freshness (newest stored hour vs. publication lag)", styles=colours
+            )
     if report.status == "fail":
         raise typer.Exit(int(ExitCode.CHECK_FAILED))
 
@@ -770,12 +783,13 @@ def main() -> None:
     try:
         app()
     except SystemExit as exit_:
-        if exit_.code == int(ExitCode.INTERRUPTED):
-            # The run is recorded and its last chunk committed or rolled back; do not wait for
-            # fetch threads still blocked in a request (up to the timeout) before exiting.
+        if exit_.code not in (0, None):
+            # Failed or interrupted: the run is recorded and every transaction committed or rolled
+            # back. Do not wait for prefetching threads still in a request or a retry back-off
+            # (they only fetch; they never write) — exit now, with the one error line last.
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(int(ExitCode.INTERRUPTED))
+            os._exit(int(exit_.code) if isinstance(exit_.code, int) else 1)
         raise
 
 

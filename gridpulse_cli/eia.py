@@ -215,7 +215,9 @@ class EIAClient:
 
     def _on_backoff(self, details: Any) -> None:
         self.stats.add(retries=1)
-        log.warning(
+        # DEBUG, not WARNING: the run's summary counts retries, and a failure's one error line
+        # says how many tries failed; cron logs stay one line per outcome.
+        log.debug(
             "EIA request failed (%s); retry %d/%d in %.1f s",
             details.get("exception"),
             details["tries"],

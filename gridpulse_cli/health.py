@@ -13,7 +13,7 @@ The overall status is the worst check; `gridpulse health` exits non-zero only on
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,6 +34,13 @@ class Check:
     name: str
     status: str
     detail: str
+    # For the human table only (not in --json): freshness checks' BA, dataset and short state.
+    area: str = ""
+    dataset: str = ""
+    state: str = ""
+
+    def as_json(self) -> dict[str, str]:
+        return {"name": self.name, "status": self.status, "detail": self.detail}
 
 
 @dataclass
@@ -45,7 +52,14 @@ class HealthReport:
         return max((c.status for c in self.checks), key=ORDER.__getitem__, default="ok")
 
     def as_json(self) -> dict[str, Any]:
-        return {"status": self.status, "checks": [asdict(c) for c in self.checks]}
+        return {"status": self.status, "checks": [c.as_json() for c in self.checks]}
+
+    def freshness_grid(self) -> tuple[list[str], list[list[str]]]:
+        """BA x dataset table of freshness states (e.g. 'fresh', 'late 3h'), for the terminal."""
+        cells = {(c.area, c.dataset): c.state for c in self.checks if c.area}
+        datasets = [d for d in DATASETS if any(key[1] == d for key in cells)]
+        areas = sorted({key[0] for key in cells})
+        return ["BA", *datasets], [[a, *(cells.get((a, d), "") for d in datasets)] for a in areas]
 
 
 def check_freshness(
@@ -75,6 +89,9 @@ def check_freshness(
                 status,
                 f"{state}: newest {format_utc(last)}, expected {format_utc(expected)}"
                 + (f" ({hours_behind} h behind)" if hours_behind else ""),
+                area=area,
+                dataset=dataset,
+                state=state if state == "fresh" else f"{state} {hours_behind}h",
             )
         )
     if not checks:

@@ -233,7 +233,7 @@ def run_recorded(
     """run_chunks inside the run ledger: the run is recorded ok, failed or interrupted."""
     report = report or RunReport()
     report.run_id = store.start_run(command, window, bas, datasets, now())
-    log.info(
+    log.debug(
         "run %d: %s %s for %s (%d chunks, %d workers)",
         report.run_id,
         command,
@@ -346,42 +346,40 @@ def run_load(
     source_name: str,
     *,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    progress: ProgressCallback | None = None,
     chunk_rows: int = 200_000,
 ) -> RunReport:
-    """Upsert an observation CSV chunk by chunk; the input is archived as the rows' source."""
+    """Upsert an observation CSV, streamed in chunks, in ONE transaction: a malformed row anywhere
+    leaves nothing behind. The input is archived (gzipped) as the rows' source."""
     report = RunReport(run_id=store.start_run(f"load {source_name}", None, [], [], now()))
     started = time.monotonic()
     reader = _CompressingReader(stream)
-    with store.transaction() as conn:
-        source_id = store.archive(
-            conn,
-            report.run_id,
-            "load-input",
-            "observations-csv",
-            {"input": source_name},
-            b"",
-            0,
-            "",
-            now(),
-        )
     try:
-        chunks = read_observations_csv(reader, source_name, chunk_rows)  # type: ignore[arg-type]
-        for frame in chunks:
-            with store.transaction() as conn:
-                report.counts += store.upsert(conn, frame, report.run_id, now(), source_id)
-            report.fetched += len(frame)
-            report.chunks += 1
-            report.elapsed = time.monotonic() - started
-        body, sha = reader.finish()
         with store.transaction() as conn:
+            source_id = store.archive(
+                conn,
+                report.run_id,
+                "load-input",
+                "observations-csv",
+                {"input": source_name},
+                b"",
+                0,
+                "",
+                now(),
+            )
+            chunks = read_observations_csv(reader, source_name, chunk_rows)  # type: ignore[arg-type]
+            for frame in chunks:
+                report.counts += store.upsert(conn, frame, report.run_id, now(), source_id)
+                report.fetched += len(frame)
+                report.chunks += 1
+            body, sha = reader.finish()
             store.complete_archive(conn, source_id, body, sha, report.fetched)
     except (GridpulseError, KeyboardInterrupt) as exc:
         report.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        report.counts = LoadCounts()  # rolled back
         report.elapsed = time.monotonic() - started
         _finish(store, report, now(), error=str(exc) or type(exc).__name__)
         if isinstance(exc, KeyboardInterrupt):
-            raise Interrupted("interrupted; committed chunks are kept") from None
+            raise Interrupted("interrupted; nothing was loaded (re-run to load)") from None
         raise
     report.elapsed = time.monotonic() - started
     _finish(store, report, now())

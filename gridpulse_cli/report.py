@@ -12,6 +12,13 @@ def format_optional(value: float | None) -> str:
     return "" if value is None else format_value(float(value))
 
 
+def _style(cell: str, styles: Mapping[str, str] | None) -> str:
+    """Colour a cell by its whole text or its first word ('late 3h' -> styles['late'])."""
+    if not styles:
+        return ""
+    return styles.get(cell) or styles.get(cell.split(" ", 1)[0], "")
+
+
 def print_table(
     headers: Sequence[str],
     rows: Sequence[Sequence[str]],
@@ -27,7 +34,7 @@ def print_table(
 
         table = Table(*headers, title=title or None, title_justify="left")
         for row in rows:
-            table.add_row(*(Text(cell, style=(styles or {}).get(cell, "")) for cell in row))
+            table.add_row(*(Text(cell, style=_style(cell, styles)) for cell in row))
         Console().print(table)
         return
     if title:

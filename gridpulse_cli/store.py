@@ -144,7 +144,7 @@ class Store:
                     sa.text("INSERT INTO gridpulse_schema VALUES (:v, :d, :t)"),
                     {"v": migration.version, "d": migration.description, "t": _now_text()},
                 )
-            log.info("database schema migrated to version %d (%s)", migration.version, migration.description)
+            log.debug("database schema migrated to version %d (%s)", migration.version, migration.description)
             applied.append(migration.version)
         if self.dialect == "postgresql":
             with self.engine.begin() as conn:

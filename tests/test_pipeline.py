@@ -1,0 +1,561 @@
+"""fetch -> normalize -> load against the loopback EIA stub, on SQLite and on PostgreSQL.
+
+The expected observations are derived here from the rows the stub serves (independently of
+gridpulse's normalizer), and compared value by value with what `export` writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from gridpulse_cli.catalog import DATASETS, MVP_BAS
+from gridpulse_cli.eia import EIAClient, RateLimiter
+from gridpulse_cli.errors import EIAKeyError, EIAUnavailableError, InputFormatError
+from gridpulse_cli.export import export_csv
+from gridpulse_cli.normalize import normalize_rows, write_observations_csv
+from gridpulse_cli.pipeline import iter_raw_rows, plan_chunks, run_ingest, run_load
+from gridpulse_cli.store import Store
+from gridpulse_cli.windows import Window
+from tests.conftest import TEST_KEY
+from tests.eia_stub import (
+    DEFAULT_NEIGHBOURS,
+    DEFAULT_SUBBAS,
+    ROUTES,
+    EIAStub,
+    make_fuel_rows,
+    make_interchange_rows,
+    make_region_rows,
+    make_subba_rows,
+    samples_dir,
+)
+
+ALL_DATASETS = list(DATASETS)
+PACW_CASSETTE = "ring-cassette-fuel-type-PACW-2024-01-01_07.yaml"
+AREA_FIELD = {
+    "region-data": "respondent",
+    "fuel-type-data": "respondent",
+    "interchange-data": "fromba",
+    "region-sub-ba-data": "parent",
+}
+TYPE_DATASET = {"D": "demand", "DF": "forecast", "NG": "generation", "TI": "total-interchange"}
+ROUTE_DATASET = {
+    "fuel-type-data": "fuel-mix",
+    "interchange-data": "interchange",
+    "region-sub-ba-data": "subregion-demand",
+}
+PJM_SUBBAS = ["AE", "AEP", "ATSI", "BC", "COMD", "DOM"]
+WINDOW = Window(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 3, tzinfo=UTC))
+RUN_NOW = datetime(2024, 1, 5, 12, tzinfo=UTC)
+
+
+# ---- what the stub serves, and what gridpulse must therefore store ---------------------------------
+
+
+def serve_all(stub: EIAStub, start: datetime | str, end: datetime | str, null_fraction: float = 0.04) -> None:
+    """Serve every route for the MVP BAs and for areas gridpulse was not asked for (inclusive hours)."""
+    others = ["TVA", "NYIS", "US48", "CAL"]
+    stub.set_rows(
+        "region-data", make_region_rows([*MVP_BAS, *others], start, end, null_fraction=null_fraction)
+    )
+    stub.set_rows(
+        "fuel-type-data",
+        make_fuel_rows([*MVP_BAS, "TVA"], start, end, null_fraction=null_fraction)
+        + make_fuel_rows(["CISO"], start, end, fuels=("BAT", "GEO"), seed=3),
+    )
+    stub.set_rows(
+        "interchange-data",
+        make_interchange_rows({**DEFAULT_NEIGHBOURS, "TVA": ["PJM", "MISO"], "MEX": ["CISO"]}, start, end),
+    )
+    stub.set_rows(
+        "region-sub-ba-data",
+        make_subba_rows({**DEFAULT_SUBBAS, "PJM": PJM_SUBBAS, "NYIS": ["ZONA", "ZONB"]}, start, end),
+    )
+
+
+def raw_series_id(route: str, row: Mapping[str, Any]) -> tuple[str, str]:
+    """EIA's series ID and gridpulse dataset of a raw row, written out independently of the code."""
+    if route == "region-data":
+        return f"EBA.{row['respondent']}-ALL.{row['type']}.H", TYPE_DATASET[row["type"]]
+    if route == "fuel-type-data":
+        return f"EBA.{row['respondent']}-ALL.NG.{row['fueltype']}.H", "fuel-mix"
+    if route == "interchange-data":
+        return f"EBA.{row['fromba']}-{row['toba']}.ID.H", "interchange"
+    return f"EBA.{row['parent']}-{row['subba']}.D.H", "subregion-demand"
+
+
+def expected_observations(
+    served: Mapping[str, Iterable[Mapping[str, Any]]],
+    bas: Sequence[str],
+    window: Window,
+    datasets: Sequence[str] = ALL_DATASETS,
+) -> dict[tuple[str, str], str | None]:
+    """(series_id, period_end_utc text) -> the served value string (None when EIA sent null)."""
+    out: dict[tuple[str, str], str | None] = {}
+    for route, rows in served.items():
+        for row in rows:
+            if row[AREA_FIELD[route]] not in bas:
+                continue
+            end = datetime.strptime(row["period"], "%Y-%m-%dT%H").replace(tzinfo=UTC)
+            if not window.start <= end < window.end:
+                continue
+            sid, dataset = raw_series_id(route, row)
+            if dataset not in datasets:
+                continue
+            key = (sid, end.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            assert key not in out, f"the test serves {key} twice"
+            value = row["value"]
+            out[key] = None if value is None else str(value)
+    return out
+
+
+def served_rows(stub: EIAStub) -> dict[str, list[dict[str, Any]]]:
+    return {route: stub.rows(route) for route in ROUTES}
+
+
+def parse_export(text: str) -> dict[tuple[str, str], tuple[str, str]]:
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader)
+    assert header[:4] == ["series_id", "period_end_utc", "value", "quality_flag"]
+    out: dict[tuple[str, str], tuple[str, str]] = {}
+    previous: tuple[str, str] | None = None
+    for row in reader:
+        key = (row[0], row[1])
+        assert key not in out, f"{key} exported twice"
+        assert previous is None or previous < key, f"export not sorted by series_id, time at {key}"
+        previous = key
+        out[key] = (row[2], row[3])
+    return out
+
+
+def assert_exact(exported: Mapping[tuple[str, str], tuple[str, str]], expected: Mapping[Any, Any]) -> None:
+    """Every served row is there with exactly the served value; null is empty + missing; no extras."""
+    missing = sorted(set(expected) - set(exported))
+    extra = sorted(set(exported) - set(expected))
+    assert not missing, f"{len(missing)} served observations not exported, e.g. {missing[:5]}"
+    assert not extra, f"{len(extra)} exported observations were not served, e.g. {extra[:5]}"
+    wrong = []
+    for key, served in expected.items():
+        value, flag = exported[key]
+        if served is None:
+            ok = (value, flag) == ("", "missing")
+        else:
+            ok = flag == "good" and value != "" and Decimal(value) == Decimal(served)
+        if not ok:
+            wrong.append((key, served, value, flag))
+    assert not wrong, (
+        f"{len(wrong)} values differ from the served ones (key, served, value, flag): {wrong[:5]}"
+    )
+
+
+def export_text(store: Store, window: Window | None = None, bas: Sequence[str] | None = None) -> str:
+    out = io.StringIO()
+    export_csv(store, out, window, bas, None)
+    return out.getvalue()
+
+
+def client_for(stub: EIAStub, key: str = TEST_KEY, page_size: int = 5000, max_tries: int = 3) -> EIAClient:
+    return EIAClient(
+        stub.url,
+        key,
+        limiter=RateLimiter(10_000, 10_000_000),
+        timeout=2.0,
+        max_tries=max_tries,
+        retry_base=0.0,
+        page_size=page_size,
+    )
+
+
+def clock(start: datetime = RUN_NOW) -> Iterator[datetime]:
+    moment = start
+    while True:
+        yield moment
+        moment += timedelta(seconds=1)
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    opened = Store.open(db_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def ingest(
+    store: Store, stub: EIAStub, window: Window = WINDOW, bas: Sequence[str] = MVP_BAS, **kw: Any
+) -> Any:
+    ticks = clock(kw.pop("now", RUN_NOW))
+    client = kw.pop("client", None) or client_for(stub)
+    return run_ingest(
+        store, client, list(bas), kw.pop("datasets", ALL_DATASETS), window, now=lambda: next(ticks), **kw
+    )
+
+
+def runs(store: Store) -> list[dict[str, Any]]:
+    with store.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(sa.text("SELECT * FROM runs ORDER BY run_id")).mappings()]
+
+
+def count(store: Store, table: str, where: str = "1 = 1") -> int:
+    with store.engine.connect() as conn:
+        return int(conn.exec_driver_sql(f"SELECT count(*) FROM {table} WHERE {where}").scalar_one())
+
+
+def source_documents(store: Store) -> list[tuple[str, str, bytes]]:
+    """(route, params JSON text, decompressed body) of every archived source."""
+    with store.engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT route, params_json, body_gzip FROM sources").all()
+    return [
+        (route, params if isinstance(params, str) else json.dumps(params), gzip.decompress(bytes(body)))
+        for route, params, body in rows
+    ]
+
+
+# ---- ingest ----------------------------------------------------------------------------------------
+
+
+def test_ingest_stores_exactly_the_served_rows(store: Store, stub: EIAStub) -> None:
+    serve_all(stub, "2023-12-31T00", "2024-01-04T00")
+    expected = expected_observations(served_rows(stub), MVP_BAS, WINDOW)
+    assert any(v is None for v in expected.values()), "the test should serve some nulls"
+    assert any(k[0] == "EBA.CISO-ALL.NG.BAT.H" for k in expected)
+
+    report = ingest(store, stub)
+
+    assert_exact(parse_export(export_text(store)), expected)
+    assert (report.status, report.fetched, report.counts.inserted) == ("ok", len(expected), len(expected))
+    assert (report.counts.revised, report.counts.unchanged) == (0, 0)
+    [run] = runs(store)
+    assert (run["status"], run["rows_fetched"], run["rows_inserted"], run["error"]) == (
+        "ok",
+        len(expected),
+        len(expected),
+        None,
+    )
+    # EIA's end is inclusive, the window half-open: nothing before or at the window end was asked for
+    for request in stub.requests:
+        assert request.params["start"] >= "2024-01-01T00"
+        assert request.params["end"] <= "2024-01-02T23"
+        assert request.params["frequency"] == "hourly"
+
+
+def test_every_stored_value_traces_to_its_archived_response_without_the_key(
+    store: Store, stub: EIAStub
+) -> None:
+    serve_all(stub, "2024-01-01T00", "2024-01-03T00")
+    ingest(store, stub)
+    documents = source_documents(store)
+    assert documents
+    assert len(documents) == len(stub.requests)  # one archive per EIA response
+    for _route, params, body in documents:
+        assert TEST_KEY not in params and TEST_KEY.encode() not in body
+        assert "api_key" not in params
+        parsed = json.loads(body)
+        assert "api_key" not in parsed["request"]["params"]
+    # follow one observation of each dataset back to the row EIA sent
+    with store.engine.connect() as conn:
+        traced = conn.exec_driver_sql(
+            "SELECT s.series_id, s.dataset, o.period_end_utc, o.value_mwh, src.route, src.body_gzip "
+            "FROM observations o JOIN series s ON s.series_key = o.series_key "
+            "JOIN sources src ON src.source_id = o.source_id "
+            "WHERE o.value_mwh IS NOT NULL ORDER BY s.dataset, s.series_id, o.period_end_utc"
+        ).all()
+    assert count(store, "observations", "source_id IS NULL") == 0
+    seen_datasets = set()
+    for sid, dataset, period, value, route, body in traced:
+        if dataset in seen_datasets:
+            continue
+        seen_datasets.add(dataset)
+        period_text = period.strftime("%Y-%m-%dT%H") if isinstance(period, datetime) else period[:13]
+        rows = json.loads(gzip.decompress(bytes(body)))["response"]["data"]
+        match = [r for r in rows if r["period"] == period_text and raw_series_id(route, r)[0] == sid]
+        assert len(match) == 1, (sid, period_text)
+        assert Decimal(match[0]["value"]) == Decimal(repr(value))
+    assert seen_datasets == set(ALL_DATASETS)
+
+
+def test_repeating_an_ingest_changes_nothing(store: Store, stub: EIAStub) -> None:
+    serve_all(stub, "2023-12-31T00", "2024-01-04T00")
+    first = ingest(store, stub)
+    before = export_text(store)
+    with store.engine.connect() as conn:
+        stamps = conn.exec_driver_sql(
+            "SELECT series_key, period_end_utc, first_seen_utc, last_changed_utc, run_id FROM observations ORDER BY 1, 2"
+        ).all()
+
+    second = ingest(store, stub, now=RUN_NOW + timedelta(hours=1))
+
+    assert export_text(store) == before
+    assert (second.counts.inserted, second.counts.revised) == (0, 0)
+    assert second.counts.unchanged == first.counts.inserted
+    assert count(store, "revisions") == 0
+    with store.engine.connect() as conn:
+        assert (
+            conn.exec_driver_sql(
+                "SELECT series_key, period_end_utc, first_seen_utc, last_changed_utc, run_id FROM observations ORDER BY 1, 2"
+            ).all()
+            == stamps
+        )
+    assert [r["status"] for r in runs(store)] == ["ok", "ok"]
+
+
+def test_multi_page_window_is_exact(store: Store, stub: EIAStub) -> None:
+    """PJM 2024-01-01..2024-03-01: every dataset spans several 5,000-row pages."""
+    window = Window(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC))
+    stub.set_rows(
+        "region-data", make_region_rows(["PJM", "MISO"], "2023-12-31T20", "2024-03-01T05", null_fraction=0.02)
+    )
+    stub.set_rows(
+        "fuel-type-data", make_fuel_rows(["PJM"], "2023-12-31T20", "2024-03-01T05", null_fraction=0.02)
+    )
+    stub.set_rows(
+        "interchange-data",
+        make_interchange_rows({"PJM": DEFAULT_NEIGHBOURS["PJM"]}, "2023-12-31T20", "2024-03-01T05"),
+    )
+    stub.set_rows(
+        "region-sub-ba-data", make_subba_rows({"PJM": PJM_SUBBAS}, "2023-12-31T20", "2024-03-01T05")
+    )
+    expected = expected_observations(served_rows(stub), ["PJM"], window)
+
+    report = ingest(store, stub, window, ["PJM"])
+
+    assert_exact(parse_export(export_text(store)), expected)
+    assert report.counts.inserted == len(expected) == 1440 * (4 + 8 + 7 + 6)
+    pages: dict[str, int] = {}
+    for request in stub.requests:
+        assert request.status == 200
+        pages[request.route or ""] = pages.get(request.route or "", 0) + 1
+        assert request.rows <= 5000
+    assert set(pages) == set(ROUTES)
+    assert all(n >= 2 for n in pages.values()), pages
+    offsets = {(r.route, r.params["start"], r.params["offset"]) for r in stub.requests}
+    assert len(offsets) == len(stub.requests)  # no page fetched twice
+    # the full-key sort is what keeps paging exact when EIA shuffles ties
+    assert all(len(r.params["sort"]) == 3 for r in stub.requests)
+
+
+def test_revisions_are_picked_up(store: Store, stub: EIAStub) -> None:
+    serve_all(stub, "2024-01-01T00", "2024-01-03T00", null_fraction=0.0)
+    first = ingest(store, stub)
+    target = {"respondent": "PJM", "type": "D", "period": "2024-01-01T05"}
+    old = next(r for r in stub.rows("region-data") if all(r[k] == v for k, v in target.items()))["value"]
+    assert stub.revise("region-data", target, "12345.6") == 1
+    assert (
+        stub.revise(
+            "fuel-type-data", {"respondent": "CISO", "fueltype": "WND", "period": "2024-01-02T10"}, None
+        )
+        == 1
+    )
+    assert (
+        stub.revise("interchange-data", {"fromba": "ERCO", "toba": "SWPP", "period": "2024-01-01T01"}, "-7")
+        == 1
+    )
+
+    second = ingest(store, stub, now=RUN_NOW + timedelta(days=1))
+
+    assert (second.counts.inserted, second.counts.revised) == (0, 3)
+    assert second.counts.unchanged == first.counts.inserted - 3
+    assert_exact(parse_export(export_text(store)), expected_observations(served_rows(stub), MVP_BAS, WINDOW))
+    with store.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT s.series_id, r.old_value_mwh, r.new_value_mwh, r.old_quality_flag, r.new_quality_flag, r.run_id "
+            "FROM revisions r JOIN series s ON s.series_key = r.series_key ORDER BY s.series_id"
+        ).all()
+    by_series = {row[0]: tuple(row[1:]) for row in rows}
+    assert set(by_series) == {"EBA.PJM-ALL.D.H", "EBA.CISO-ALL.NG.WND.H", "EBA.ERCO-SWPP.ID.H"}
+    assert by_series["EBA.PJM-ALL.D.H"][:4] == (float(old), 12345.6, "good", "good")
+    assert by_series["EBA.CISO-ALL.NG.WND.H"][1:4] == (None, "good", "missing")
+    assert by_series["EBA.ERCO-SWPP.ID.H"][1] == -7.0
+    assert {row[-1] for row in by_series.values()} == {second.run_id}
+
+
+def test_transient_faults_are_retried_and_the_result_is_exact(sqlite_url: str, stub: EIAStub) -> None:
+    """Client behaviour, so SQLite only."""
+    serve_all(stub, "2024-01-01T00", "2024-01-03T00")
+    for kind in ("http500", "http503", "http429", "error200", "truncated", "invalid_json", "reset"):
+        stub.fail_next(kind)
+    stub.fail_next("total_change", route="fuel-type-data", after=1)
+    client = client_for(stub, page_size=500, max_tries=10)
+    store = Store.open(sqlite_url)
+    try:
+        report = ingest(store, stub, client=client)
+
+        assert stub.pending_faults == 0
+        assert report.status == "ok" and report.retries >= 7
+        expected = expected_observations(served_rows(stub), MVP_BAS, WINDOW)
+        assert_exact(parse_export(export_text(store)), expected)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("failure", ["rejected key", "persistent 500 on the 2nd route"])
+def test_a_failing_chunk_fails_the_run_and_leaves_no_partial_chunk(
+    store: Store, stub: EIAStub, failure: str
+) -> None:
+    serve_all(stub, "2024-01-01T00", "2024-01-03T00")
+    client = client_for(stub, page_size=500)  # fuel-type-data: several pages in one chunk
+    expected_error: type[Exception]
+    if failure == "rejected key":
+        client = client_for(stub, key="not-the-key-0000", page_size=500)
+        expected_error = EIAKeyError
+    else:
+        stub.fail_next("http500", times=100, route="fuel-type-data", after=1)  # its 2nd page fails
+        expected_error = EIAUnavailableError
+
+    with pytest.raises(expected_error):
+        ingest(store, stub, client=client)
+
+    [run] = runs(store)
+    assert run["status"] == "failed"
+    assert run["error"] and "\n" not in run["error"]
+    assert run["finished_at_utc"] is not None
+    assert "not-the-key-0000" not in run["error"] and TEST_KEY not in run["error"]
+    fuel_sources = count(store, "sources", "route = 'fuel-type-data'")
+    stored_datasets = {r[0] for r in _stored_datasets(store)}
+    assert "fuel-mix" not in stored_datasets and fuel_sources == 0
+    if failure == "rejected key":
+        assert count(store, "observations") == 0 and count(store, "sources") == 0
+        assert run["rows_inserted"] == 0
+    else:
+        # the chunk before the failing one is committed (a re-run continues from there)
+        assert stored_datasets == {"demand", "forecast", "generation", "total-interchange"}
+        region = expected_observations(
+            served_rows(stub), MVP_BAS, WINDOW, ["demand", "forecast", "generation", "total-interchange"]
+        )
+        assert run["rows_inserted"] == count(store, "observations") == len(region)
+        stub.clear_faults()
+        again = ingest(store, stub, client=client_for(stub))
+        assert again.status == "ok"
+        assert_exact(
+            parse_export(export_text(store)), expected_observations(served_rows(stub), MVP_BAS, WINDOW)
+        )
+
+
+def _stored_datasets(store: Store) -> list[tuple[str]]:
+    with store.engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.exec_driver_sql(
+                "SELECT DISTINCT s.dataset FROM observations o JOIN series s ON s.series_key = o.series_key"
+            )
+        ]
+
+
+def pacw_rows() -> list[dict[str, Any]]:
+    """The 725 fuel-type rows EIA returned for PACW, 2024-01-01T00..2024-01-07T00."""
+    path = samples_dir() / PACW_CASSETTE
+    if not path.is_file():
+        pytest.skip(f"{PACW_CASSETTE} not available")
+    cassette = yaml.safe_load(path.read_text())
+    [interaction] = cassette["interactions"]
+    body = json.loads(interaction["response"]["body"]["string"])
+    rows = body["response"]["data"]
+    assert len(rows) == int(body["response"]["total"]) == 725
+    return rows
+
+
+def test_pacw_fuel_mix_week_equals_eia_to_the_digit(store: Store, stub: EIAStub) -> None:
+    rows = pacw_rows()
+    stub.set_rows("fuel-type-data", rows)
+    window = Window(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 8, tzinfo=UTC))
+
+    ingest(store, stub, window, ["PACW"], datasets=["fuel-mix"])
+
+    exported = parse_export(export_text(store))
+    expected = expected_observations({"fuel-type-data": rows}, ["PACW"], window)
+    assert len(expected) == 725
+    assert_exact(exported, expected)
+    for key, served in expected.items():  # EIA's integers come back written exactly as EIA wrote them
+        assert exported[key][0] == served
+
+
+# ---- load ------------------------------------------------------------------------------------------
+
+
+def normalized_csv(stub: EIAStub, window: Window = WINDOW, bas: Sequence[str] = MVP_BAS) -> str:
+    """What `gridpulse fetch | gridpulse normalize` produces for the window."""
+    rows = list(iter_raw_rows(client_for(stub), plan_chunks(list(bas), ALL_DATASETS, window)))
+    frame = normalize_rows(rows).sort_values(["series_id", "period_end_utc"], kind="stable")
+    out = io.StringIO()
+    write_observations_csv(frame, out)
+    return out.getvalue()
+
+
+def test_run_load_of_normalize_output_equals_run_ingest(db_url: str, stub: EIAStub, tmp_path: Path) -> None:
+    serve_all(stub, "2023-12-31T00", "2024-01-04T00")
+    text = normalized_csv(stub)
+
+    loaded = Store.open(db_url)
+    ingested = Store.open(f"sqlite:///{tmp_path / 'ingested.db'}")
+    try:
+        report = run_load(loaded, io.StringIO(text), "observations.csv", now=lambda: RUN_NOW)
+        ingest(ingested, stub)
+        assert export_text(loaded) == export_text(ingested)
+        assert_exact(
+            parse_export(export_text(loaded)), expected_observations(served_rows(stub), MVP_BAS, WINDOW)
+        )
+        assert (
+            report.status == "ok" and report.counts.inserted == report.fetched == len(text.splitlines()) - 1
+        )
+
+        [run] = runs(loaded)
+        assert (run["status"], run["rows_inserted"]) == ("ok", report.counts.inserted)
+        [(_route, _params, body)] = source_documents(loaded)
+        assert body.decode() == text  # the input is archived as the rows' source
+        assert count(loaded, "observations", "source_id IS NULL") == 0
+
+        again = run_load(loaded, io.StringIO(text), "observations.csv", now=lambda: RUN_NOW)
+        assert (again.counts.inserted, again.counts.revised, again.counts.unchanged) == (0, 0, report.fetched)
+        # export output is valid load input too
+        exported = export_text(loaded)
+        third = run_load(loaded, io.StringIO(exported), "export.csv", now=lambda: RUN_NOW)
+        assert third.counts.unchanged == report.fetched
+    finally:
+        loaded.close()
+        ingested.close()
+
+
+GOOD_LINES = [
+    "EBA.PJM-ALL.D.H,2024-01-01T01:00:00Z,90000,good",
+    "EBA.PJM-ALL.D.H,2024-01-01T02:00:00Z,,missing",
+    "EBA.PJM-ALL.D.H,2024-01-01T03:00:00Z,91000.5,good",
+]
+
+
+@pytest.mark.parametrize(
+    "bad_line",
+    [
+        "EBA.PJM-ALL.D.H,2024-01-01T04:00:00Z,abc,good",
+        "EBA.PJM-ALL.D.H,2024-01-01 04:00,5,good",
+        "EBA.PJM-ALL.D.H,2024-01-01T04:30:00Z,5,good",
+        "NOT-A-SERIES,2024-01-01T04:00:00Z,5,good",
+        "EBA.PJM-ALL.D.H,2024-01-01T04:00:00Z,5,excellent",
+        pytest.param("EBA.PJM-ALL.D.H,2024-01-01T04:00:00Z,inf,good", id="inf"),
+    ],
+)
+def test_run_load_rejects_a_malformed_file_without_storing_any_row(store: Store, bad_line: str) -> None:
+    text = "\n".join(["series_id,period_end_utc,value,quality_flag", *GOOD_LINES, bad_line]) + "\n"
+    with pytest.raises(InputFormatError, match=r"observations\.csv:5"):
+        run_load(store, io.StringIO(text), "observations.csv", now=lambda: RUN_NOW)
+    assert count(store, "observations") == 0
+    [run] = runs(store)
+    assert run["status"] == "failed" and "observations.csv:5" in run["error"]
+
+
+def test_run_load_stores_nothing_when_a_later_chunk_is_malformed(store: Store) -> None:
+    text = "\n".join(["series_id,period_end_utc,value,quality_flag", *GOOD_LINES, "X,Y,Z,good"]) + "\n"
+    with pytest.raises(InputFormatError):
+        run_load(store, io.StringIO(text), "observations.csv", now=lambda: RUN_NOW, chunk_rows=2)
+    assert count(store, "observations") == 0
