@@ -39,12 +39,15 @@ def run_bulk_files(
     for path in paths:
         if not path.is_file():
             raise InputFormatError(f"bulk file {path} does not exist or is not a file")
+    # read_bulk_file checks each file's header when called: every file is vetted before any row
+    # is written, so a wrong file in the list leaves the database untouched.
+    readers = [(path, read_bulk_file(path)) for path in paths]
     report = RunReport(
         run_id=store.start_run("backfill --from-file", None, [], [p.name for p in paths], now())
     )
     started = time.monotonic()
     try:
-        for path in paths:
+        for path, frames in readers:
             with store.transaction() as conn:
                 source_id = store.archive(
                     conn,
@@ -59,7 +62,7 @@ def run_bulk_files(
                 )
             rows = 0
             with store.transaction() as conn:  # one file, one transaction: a bad row leaves nothing
-                for frame in read_bulk_file(path):
+                for frame in frames:
                     report.counts += store.upsert(conn, frame, report.run_id, now(), source_id)
                     rows += len(frame)
                     report.fetched += len(frame)

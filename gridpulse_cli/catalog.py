@@ -54,7 +54,9 @@ ALIASES: dict[str, str] = {
 
 # Fuel codes EIA has published; anything else is stored as data and warned about once.
 KNOWN_FUELS: frozenset[str] = frozenset(
-    {"COL", "NG", "NUC", "OIL", "OTH", "SUN", "WAT", "WND", "UNK", "BAT", "PS", "SNB", "UES", "GEO"}
+    {"COL", "NG", "NUC", "OIL", "OTH", "SUN", "WAT", "WND", "UNK"}
+    # added in 2024: storage, and solar/wind with integrated batteries
+    | {"BAT", "PS", "SNB", "WNB", "OES", "UES", "GEO"}
 )
 
 

@@ -595,6 +595,7 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB: bulk upserts touch many B-tree pages
     cursor.execute("PRAGMA foreign_keys=OFF")
     cursor.close()
 
