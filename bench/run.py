@@ -82,7 +82,7 @@ def backfill_benchmarks() -> None:
         "| scenario | requests | seconds | target | rate-limit violations | duplicate requests | max concurrent | rows stored | rows/s | peak RSS MB |",
         "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         f"| 300 ms latency, stub enforces 5 req/s | {limited['requests']} | {limited['seconds']} | "
-        f"≤ 1.25 × requests ÷ 5 = {limited['bound_seconds']} s | {limited['rate_violations']} | {limited['duplicates']} | "
+        f"≤ 1.25 x requests / 5 = {limited['bound_seconds']} s | {limited['rate_violations']} | {limited['duplicates']} | "
         f"{limited['max_concurrency']} | {limited['rows_stored']:,} | {round(limited['rows_stored'] / limited['seconds']):,} | "
         f"{limited['peak_rss_mb']} |",
         f"| no latency, no rate limit (GRIDPULSE_MAX_RPS=1000) | {unlimited['requests']} | {unlimited['seconds']} | "
