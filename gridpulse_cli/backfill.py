@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from gridpulse_cli.catalog import DATASETS, REGION_DATA, ROUTES, neighbours, parse_series_id
+from gridpulse_cli.catalog import DATASETS, REGION_DATA, ROUTES, neighbours, parse_series_id, routes_for
 from gridpulse_cli.eia import PAGE_SIZE, EIAClient
 from gridpulse_cli.gaps import Gap, find_gaps, gap_windows
 from gridpulse_cli.pipeline import Chunk, ProgressCallback, RunReport, run_recorded
@@ -41,15 +41,9 @@ def rows_per_hour(route_name: str, ba: str, type_codes: Sequence[str]) -> int:
 
 def plan_backfill(bas: Sequence[str], datasets: Sequence[str], window: Window) -> list[Chunk]:
     """Chunks of one BA, one route and about one page of hours each, oldest first per series."""
-    routes: dict[str, list[str]] = {}
-    for name in datasets:
-        dataset = DATASETS[name]
-        types = routes.setdefault(dataset.route.name, [])
-        if dataset.type_code:
-            types.append(dataset.type_code)
     chunks: list[Chunk] = []
-    for route_name, types in routes.items():
-        route = next(DATASETS[d].route for d in datasets if DATASETS[d].route.name == route_name)
+    for route, types in routes_for(datasets):
+        route_name = route.name
         start = max(window.start, route.history_start)
         if start >= window.end:
             continue

@@ -111,6 +111,19 @@ DATASETS: dict[str, Dataset] = {
         Dataset("subregion-demand", SUBBA_DATA, None, timedelta(days=31), "demand by BA subregion"),
     )
 }
+
+
+def routes_for(datasets: Sequence[str]) -> list[tuple[Route, list[str]]]:
+    """The routes serving these datasets, each with the region-data `type` codes it needs."""
+    routes: dict[str, tuple[Route, list[str]]] = {}
+    for name in datasets:
+        dataset = DATASETS[name]
+        _, types = routes.setdefault(dataset.route.name, (dataset.route, []))
+        if dataset.type_code:
+            types.append(dataset.type_code)
+    return list(routes.values())
+
+
 TYPE_CODE_DATASET: dict[str, str] = {
     d.type_code: d.name for d in DATASETS.values() if d.type_code is not None
 }

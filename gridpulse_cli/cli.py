@@ -108,6 +108,13 @@ DbOption = Annotated[
 OutputOption = Annotated[
     Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to FILE instead of stdout.")
 ]
+StoredBaOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ba", metavar="BA", help="Only these BAs (codes, aliases, 'all'). Default: every stored BA."
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON array instead of a table.")]
 InputArgument = Annotated[
     str, typer.Argument(help="Input file; '-' or nothing reads stdin.", show_default=False)
 ]
@@ -428,12 +435,7 @@ def ingest(
 @app.command()
 @handle_errors
 def export(
-    ba: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--ba", metavar="BA", help="Only these BAs (codes, aliases, 'all'). Default: every stored series."
-        ),
-    ] = None,
+    ba: StoredBaOption = None,
     dataset: DatasetOption = None,
     since: SinceOption = None,
     start: FromOption = None,
@@ -460,14 +462,9 @@ def revisions(
             "--since", metavar="DURATION", help="Only values changed in the last 24h, 7d, … (default: all)."
         ),
     ] = None,
-    ba: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--ba", metavar="BA", help="Only these BAs (codes, aliases, 'all'). Default: every stored series."
-        ),
-    ] = None,
+    ba: StoredBaOption = None,
     dataset: DatasetOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array instead of a table.")] = False,
+    as_json: JsonOption = False,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most N revisions.")] = None,
     db: DbOption = None,
 ) -> None:
@@ -642,19 +639,14 @@ def _backfill_gaps(
 @app.command()
 @handle_errors
 def gaps(
-    ba: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--ba", metavar="BA", help="Only these BAs (codes, aliases, 'all'). Default: every stored BA."
-        ),
-    ] = None,
+    ba: StoredBaOption = None,
     dataset: DatasetOption = None,
     since: Annotated[
         str | None, typer.Option("--since", metavar="DURATION", help="Window ending now (default 30d).")
     ] = None,
     start: FromOption = None,
     end: ToOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array instead of a table.")] = False,
+    as_json: JsonOption = False,
     check: Annotated[
         bool,
         typer.Option(
@@ -686,12 +678,7 @@ def gaps(
 @app.command()
 @handle_errors
 def health(
-    ba: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--ba", metavar="BA", help="Only these BAs (codes, aliases, 'all'). Default: every stored BA."
-        ),
-    ] = None,
+    ba: StoredBaOption = None,
     dataset: DatasetOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help='Print {"status", "checks": [...]} as JSON.')
@@ -733,7 +720,7 @@ def health(
 @handle_errors
 def runs(
     last: Annotated[int, typer.Option("--last", min=1, help="How many runs, newest first.")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array instead of a table.")] = False,
+    as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
     """The run ledger: command, window, counts, duration, status and error of recent runs."""

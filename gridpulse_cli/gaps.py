@@ -23,7 +23,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from gridpulse_cli.catalog import DATASETS, balancing_authorities
-from gridpulse_cli.store import Store
+from gridpulse_cli.store import Store, series_query
 from gridpulse_cli.windows import HOUR, Window, floor_hour, format_utc
 
 NEW_SERIES_AFTER = timedelta(days=7)
@@ -64,21 +64,15 @@ def stored_series(
     store: Store, bas: Sequence[str] | None, datasets: Sequence[str] | None
 ) -> list[SeriesSpan]:
     """Series of the selected BAs and datasets with the first and last hour stored for each."""
-    sql = (
-        "SELECT s.series_key, s.series_id, s.dataset, s.area, min(o.period_end_utc), max(o.period_end_utc) "
-        "FROM series s JOIN observations o ON o.series_key = s.series_key WHERE 1 = 1"
-        + (" AND s.area IN :bas" if bas else "")
-        + (" AND s.dataset IN :datasets" if datasets else "")
-        + " GROUP BY s.series_key, s.series_id, s.dataset, s.area ORDER BY s.series_id"
-    )
-    stmt = sa.text(sql)
     params: dict[str, Any] = {}
-    if bas:
-        stmt = stmt.bindparams(sa.bindparam("bas", expanding=True))
-        params["bas"] = list(bas)
-    if datasets:
-        stmt = stmt.bindparams(sa.bindparam("datasets", expanding=True))
-        params["datasets"] = list(datasets)
+    stmt = series_query(
+        "SELECT s.series_key, s.series_id, s.dataset, s.area, min(o.period_end_utc), max(o.period_end_utc) "
+        "FROM series s JOIN observations o ON o.series_key = s.series_key WHERE 1 = 1",
+        params,
+        bas,
+        datasets,
+        " GROUP BY s.series_key, s.series_id, s.dataset, s.area ORDER BY s.series_id",
+    )
     with store.engine.connect() as conn:
         return [
             SeriesSpan(int(r[0]), r[1], r[2], r[3], _utc(r[4]), _utc(r[5]))

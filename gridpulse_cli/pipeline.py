@@ -20,7 +20,7 @@ from typing import IO, Any
 
 import pandas as pd
 
-from gridpulse_cli.catalog import DATASETS, REGION_DATA, Route
+from gridpulse_cli.catalog import REGION_DATA, Route, routes_for
 from gridpulse_cli.eia import PAGE_SIZE, EIAClient, Page
 from gridpulse_cli.errors import GridpulseError, Interrupted
 from gridpulse_cli.normalize import normalize_rows, read_observations_csv
@@ -50,15 +50,8 @@ def plan_chunks(
     bas: Sequence[str], datasets: Sequence[str], window: Window, pages_per_chunk: int = 4
 ) -> list[Chunk]:
     """Split a request into route/time-slice chunks of about `pages_per_chunk` full pages."""
-    routes: dict[str, list[str]] = {}
-    for name in datasets:
-        dataset = DATASETS[name]
-        codes = routes.setdefault(dataset.route.name, [])
-        if dataset.type_code:
-            codes.append(dataset.type_code)
     chunks: list[Chunk] = []
-    for route_name, type_codes in routes.items():
-        route = DATASETS[next(d for d in datasets if DATASETS[d].route.name == route_name)].route
+    for route, type_codes in routes_for(datasets):
         facets: dict[str, list[str]] = {route.area_facet: list(bas)}
         if route is REGION_DATA:
             facets["type"] = type_codes

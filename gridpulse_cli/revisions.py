@@ -7,9 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
-
-from gridpulse_cli.store import TIME_FORMAT, Store
+from gridpulse_cli.store import TIME_FORMAT, Store, series_query
 
 
 @dataclass(frozen=True)
@@ -46,22 +44,15 @@ def list_revisions(
     if changed_since is not None:
         clauses.append("r.changed_at_utc >= :since")
         params["since"] = changed_since.strftime(TIME_FORMAT) if store.dialect == "sqlite" else changed_since
-    sql = (
+    stmt = series_query(
         "SELECT s.series_id, r.period_end_utc, r.old_value_mwh, r.new_value_mwh, r.changed_at_utc, r.run_id, "
         "r.old_quality_flag, r.new_quality_flag FROM revisions r JOIN series s ON s.series_key = r.series_key "
-        f"WHERE {' AND '.join(clauses)}"
-        + (" AND s.area IN :bas" if bas else "")
-        + (" AND s.dataset IN :datasets" if datasets else "")
-        + " ORDER BY r.changed_at_utc, r.revision_id"
-        + (f" LIMIT {int(limit)}" if limit else "")
+        f"WHERE {' AND '.join(clauses)}",
+        params,
+        bas,
+        datasets,
+        " ORDER BY r.changed_at_utc, r.revision_id" + (f" LIMIT {int(limit)}" if limit else ""),
     )
-    stmt = sa.text(sql)
-    if bas:
-        stmt = stmt.bindparams(sa.bindparam("bas", expanding=True))
-        params["bas"] = list(bas)
-    if datasets:
-        stmt = stmt.bindparams(sa.bindparam("datasets", expanding=True))
-        params["datasets"] = list(datasets)
     with store.engine.connect() as conn:
         return [
             Revision(

@@ -530,21 +530,14 @@ class Store:
         if window is not None:
             where.append("o.period_end_utc >= :start AND o.period_end_utc < :end")
             params.update(start=self._ts(window.start), end=self._ts(window.end))
-        statement_where = " AND ".join(where)
-        stmt = sa.text(
+        stmt = series_query(
             "SELECT s.series_id, o.period_end_utc, o.value_mwh, o.quality_flag, s.dataset, s.area, s.counterpart "
-            "FROM observations o JOIN series s ON s.series_key = o.series_key "
-            f"WHERE {statement_where}"
-            + (" AND s.area IN :bas" if bas else "")
-            + (" AND s.dataset IN :datasets" if datasets else "")
-            + " ORDER BY s.series_id, o.period_end_utc"
+            f"FROM observations o JOIN series s ON s.series_key = o.series_key WHERE {' AND '.join(where)}",
+            params,
+            bas,
+            datasets,
+            " ORDER BY s.series_id, o.period_end_utc",
         )
-        if bas:
-            stmt = stmt.bindparams(sa.bindparam("bas", expanding=True))
-            params["bas"] = list(bas)
-        if datasets:
-            stmt = stmt.bindparams(sa.bindparam("datasets", expanding=True))
-            params["datasets"] = list(datasets)
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=batch_rows).execute(stmt, params)
             for partition in result.partitions():
@@ -552,6 +545,29 @@ class Store:
                     yield [tuple(row) for row in partition]
                 else:
                     yield [(r[0], r[1].astimezone(UTC).strftime(TIME_FORMAT), *r[2:]) for r in partition]
+
+
+def series_query(
+    sql: str,
+    params: dict[str, Any],
+    bas: Sequence[str] | None,
+    datasets: Sequence[str] | None,
+    tail: str = "",
+) -> sa.TextClause:
+    """`sql` (which aliases `series` as `s` and ends in a WHERE clause) narrowed to these BAs and
+    datasets, then `tail` (ORDER BY …); fills `params` for the expanding IN lists."""
+    if bas:
+        sql += " AND s.area IN :bas"
+        params["bas"] = list(bas)
+    if datasets:
+        sql += " AND s.dataset IN :datasets"
+        params["datasets"] = list(datasets)
+    stmt = sa.text(sql + tail)
+    if bas:
+        stmt = stmt.bindparams(sa.bindparam("bas", expanding=True))
+    if datasets:
+        stmt = stmt.bindparams(sa.bindparam("datasets", expanding=True))
+    return stmt
 
 
 def enable_timescale(conn: Connection) -> bool:
