@@ -185,11 +185,14 @@ _SORT_PARAM = re.compile(r"^sort\[(\d+)\]\[(column|direction)\]$")
 
 
 def samples_dir() -> Path:
-    """Return the shared ``eia-samples`` directory (env ``GRIDPULSE_SAMPLES_DIR`` first)."""
+    """Return the real EIA samples: env ``GRIDPULSE_SAMPLES_DIR``, else the copy in tests/data."""
     env = os.environ.get("GRIDPULSE_SAMPLES_DIR")
     if env:
         return Path(env)
     here = Path(__file__).resolve()
+    vendored = here.parent / "data" / "eia-samples"
+    if vendored.is_dir():
+        return vendored
     for parent in here.parents:
         candidate = parent / "shared" / "eia-samples"
         if candidate.is_dir():
