@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from gridpulse_cli.catalog import DATASETS, REGION_DATA, ROUTES, neighbours, parse_series_id, routes_for
 from gridpulse_cli.eia import PAGE_SIZE, EIAClient
@@ -142,16 +142,19 @@ def plan_gap_chunks(gaps: Sequence[Gap]) -> list[Chunk]:
         if route is REGION_DATA:
             facets["type"] = type_codes
         hours = max(1, PAGE_SIZE // rows_per_hour(route_name, area, type_codes))
-        for merged in merge_windows(parts):
+        for merged in merge_windows(parts, within_hours=hours):
             chunks.extend(Chunk(route, facets, part) for part in split_window(merged, hours))
     return chunks
 
 
-def merge_windows(windows: Sequence[Window]) -> list[Window]:
-    """Union of windows: overlapping or touching ones become one."""
+def merge_windows(windows: Sequence[Window], within_hours: int = 0) -> list[Window]:
+    """Union of windows; also bridge the hours between two windows when the joined span still
+    fits `within_hours` (one page): one request for scattered gaps beats one request per gap."""
     merged: list[Window] = []
     for window in sorted(windows, key=lambda w: w.start):
-        if merged and window.start <= merged[-1].end:
+        if merged and (
+            window.start <= merged[-1].end or (window.end - merged[-1].start) <= timedelta(hours=within_hours)
+        ):
             merged[-1] = Window(merged[-1].start, max(merged[-1].end, window.end))
         else:
             merged.append(window)

@@ -47,7 +47,7 @@ from gridpulse_cli.report import format_optional, print_table
 from gridpulse_cli.revisions import list_revisions
 from gridpulse_cli.runs import list_runs
 from gridpulse_cli.store import Store, describe_db_error
-from gridpulse_cli.windows import parse_duration, resolve_window
+from gridpulse_cli.windows import format_utc, parse_duration, resolve_window
 
 log = logging.getLogger("gridpulse")
 
@@ -580,7 +580,7 @@ def backfill(
                 bas,
                 datasets,
                 window,
-                end_as_given=end or (f"since {since}" if since else "now"),
+                end_as_given=format_utc(window.end) if end else (f"since {since}" if since else "now"),
                 workers=workers,
                 restart=restart,
                 now=_now,

@@ -42,18 +42,20 @@ def _describe_holder(store: Store) -> str:
 
 
 def _wait(try_lock: Callable[[], bool], timeout: float, store: Store) -> None:
-    deadline = time.monotonic() + timeout
-    announced = False
+    started = time.monotonic()
+    holder = None
     while not try_lock():
-        if time.monotonic() >= deadline:
+        if holder is None:
+            holder = _describe_holder(store)
+            log.debug("waiting up to %g s for %s to finish", timeout, holder)
+        if time.monotonic() - started >= timeout:
             raise LockedError(
                 f"the database is locked by {_describe_holder(store)}; gave up after {timeout:g} s "
                 "(set GRIDPULSE_LOCK_TIMEOUT to wait longer)"
             )
-        if not announced:
-            log.info("waiting up to %g s for %s to finish", timeout, _describe_holder(store))
-            announced = True
         time.sleep(POLL_SECONDS)
+    if holder is not None:  # said after the wait, so a give-up stays a single error line
+        log.info("waited %.0f s for the database lock held by %s", time.monotonic() - started, holder)
 
 
 @contextmanager

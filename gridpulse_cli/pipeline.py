@@ -190,8 +190,13 @@ def run_chunks(
             submit_next()
         while in_flight:
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            failure: BaseException | None = None
             for future in done:
                 chunk = in_flight.pop(future)
+                error = future.exception()
+                if error is not None:
+                    failure = failure or error  # commit what did arrive before giving up
+                    continue
                 pages = future.result()
                 rows = sum(len(p.rows) for p in pages)
                 key = ledger(chunk) if ledger else None
@@ -202,6 +207,8 @@ def run_chunks(
                 if progress:
                     progress(ChunkDone(chunk, report.chunks, len(chunks), rows, report))
                 submit_next()
+            if failure is not None:
+                raise failure
     finally:
         # Do not wait for fetches in flight: on an error or a signal the run must end promptly.
         pool.shutdown(wait=False, cancel_futures=True)
