@@ -40,7 +40,9 @@ def load_benchmarks(rows: int, naive_rows: int) -> None:
     lines = [
         f"Measured {datetime.now(UTC):%Y-%m-%d} on this project's machine ({machine()}); "
         f"{rows:,} observations, loaded in chunks of 100,000 through `Store.upsert` (the path `ingest`, "
-        "`backfill` and `load` share). Each backend's phases run in one fresh process; peak RSS is that process's.",
+        "`backfill` and `load` share); the synthetic chunks are generated between timings, only the loads are timed "
+        "(the naive approach likewise). Each backend's phases run in one fresh process; peak RSS is that process's "
+        "(VmHWM), data generation included.",
         "",
         "| backend | approach | phase | rows | seconds | rows/s | rows written | peak RSS MB | target |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",

@@ -7,6 +7,7 @@ half a chunk behind and a re-run simply repeats the chunks that did not commit.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import logging
@@ -75,17 +76,42 @@ def iter_raw_rows(client: EIAClient, chunks: Sequence[Chunk]) -> Iterator[dict[s
             yield from page.rows
 
 
-def pages_to_observations(pages: Sequence[Page], warned_fuels: set[str]) -> list[pd.DataFrame]:
-    """Normalize each page separately, so every observation keeps the page it came from."""
-    return [normalize_rows(page.rows, warned_fuels, kind=page.route) for page in pages]
+@dataclass(frozen=True)
+class PreparedPage:
+    """A page ready to commit: its observations, and its body gzipped for the archive."""
+
+    page: Page
+    observations: pd.DataFrame
+    body_gzip: bytes
+    sha256: str
+
+
+def prepare_pages(pages: Sequence[Page], warned_fuels: set[str]) -> list[PreparedPage]:
+    """Normalize each page separately (every observation keeps the page it came from) and
+    compress its body. Runs in the fetching threads: only database work is left for the writer."""
+    prepared = []
+    for page in pages:
+        body = page.archive_bytes()
+        prepared.append(
+            PreparedPage(
+                page,
+                normalize_rows(page.rows, warned_fuels, kind=page.route),
+                gzip.compress(body, compresslevel=5, mtime=0),
+                hashlib.sha256(body).hexdigest(),
+            )
+        )
+    return prepared
+
+
+def fetch_and_prepare(client: EIAClient, chunk: Chunk, warned_fuels: set[str]) -> list[PreparedPage]:
+    return prepare_pages(fetch_chunk(client, chunk), warned_fuels)
 
 
 def commit_chunk(
     store: Store,
     run_id: int | None,
-    pages: Sequence[Page],
+    pages: Sequence[PreparedPage],
     now: datetime,
-    warned_fuels: set[str],
     ledger_key: tuple[str, str] | None = None,
 ) -> LoadCounts:
     """Archive a chunk's responses and upsert its observations in one transaction.
@@ -93,26 +119,27 @@ def commit_chunk(
     `ledger_key` (chunk key, plan key) also marks the chunk committed for resumable backfills,
     in the same transaction, so a chunk is either stored and marked or neither.
     """
-    frames = pages_to_observations(pages, warned_fuels)
     counts = LoadCounts()
     with store.transaction() as conn:
         if ledger_key is not None:
-            store.mark_chunk(conn, ledger_key[0], ledger_key[1], run_id, sum(len(p.rows) for p in pages), now)
+            rows = sum(len(p.page.rows) for p in pages)
+            store.mark_chunk(conn, ledger_key[0], ledger_key[1], run_id, rows, now)
         parts, sources = [], []
-        for page, frame in zip(pages, frames, strict=True):
+        for prepared in pages:
+            page = prepared.page
             source_id = store.archive(
                 conn,
                 run_id,
                 "eia-response",
                 page.route,
                 page.params,
-                page.archive_bytes(),
+                prepared.body_gzip,
                 len(page.rows),
-                page.sha256(),
+                prepared.sha256,
                 page.fetched_at,
             )
-            parts.append(frame)
-            sources.append(pd.Series(source_id, index=frame.index, dtype="int64"))
+            parts.append(prepared.observations)
+            sources.append(pd.Series(source_id, index=prepared.observations.index, dtype="int64"))
         if parts:
             frame = pd.concat(parts, ignore_index=True)
             source_ids = pd.concat(sources, ignore_index=True)
@@ -177,13 +204,13 @@ def run_chunks(
     started = time.monotonic()
     warned: set[str] = set()
     pending = iter(chunks)
-    in_flight: dict[Future[list[Page]], Chunk] = {}
+    in_flight: dict[Future[list[PreparedPage]], Chunk] = {}
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="gridpulse-fetch")
 
     def submit_next() -> None:
         chunk = next(pending, None)
         if chunk is not None:
-            in_flight[pool.submit(fetch_chunk, client, chunk)] = chunk
+            in_flight[pool.submit(fetch_and_prepare, client, chunk, warned)] = chunk
 
     try:
         for _ in range(2 * max(1, workers)):
@@ -198,9 +225,9 @@ def run_chunks(
                     failure = failure or error  # commit what did arrive before giving up
                     continue
                 pages = future.result()
-                rows = sum(len(p.rows) for p in pages)
+                rows = sum(len(p.page.rows) for p in pages)
                 key = ledger(chunk) if ledger else None
-                report.counts += commit_chunk(store, report.run_id, pages, now(), warned, key)
+                report.counts += commit_chunk(store, report.run_id, pages, now(), key)
                 report.fetched += rows
                 report.chunks += 1
                 _sync_stats(report, client, started)
@@ -361,7 +388,7 @@ def run_load(
                 "load-input",
                 "observations-csv",
                 {"input": source_name},
-                b"",
+                b"",  # filled in below, once the whole input has been read
                 0,
                 "",
                 now(),

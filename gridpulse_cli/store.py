@@ -7,7 +7,6 @@ never rewritten, changed ones leave their previous value in `revisions`.
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import os
@@ -15,7 +14,7 @@ import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,13 @@ from sqlalchemy.engine import Connection, Engine
 from gridpulse_cli.catalog import area_type
 from gridpulse_cli.errors import DatabaseError, SchemaTooNewError
 from gridpulse_cli.schema import MIGRATIONS, SCHEMA_VERSION, TIMESCALE_CHUNK_INTERVAL, timescale_statements
-from gridpulse_cli.store_pg import copy_new_observations, copy_to_staging, none_stored
+from gridpulse_cli.store_pg import (
+    copy_new_observations,
+    copy_to_staging,
+    encode_rows,
+    none_stored,
+    to_pg_micros,
+)
 from gridpulse_cli.windows import Window
 
 log = logging.getLogger(__name__)
@@ -273,12 +278,12 @@ class Store:
         kind: str,
         route: str,
         params: dict[str, Any],
-        body: bytes,
+        body_gzip: bytes,
         row_count: int,
         sha256: str,
         fetched_at: datetime,
     ) -> int:
-        """Store one raw document gzipped; return its source_id."""
+        """Record one raw document (already gzipped by the caller); return its source_id."""
         result = conn.execute(
             sa.text(
                 "INSERT INTO sources (run_id, kind, route, params_json, fetched_at_utc, row_count, sha256, body_gzip) "
@@ -292,7 +297,7 @@ class Store:
                 "fetched": self._ts(fetched_at),
                 "rows": row_count,
                 "sha": sha256,
-                "body": gzip.compress(body, compresslevel=5, mtime=0),
+                "body": body_gzip,
             },
         )
         return int(result.scalar_one())
@@ -398,41 +403,57 @@ class Store:
             return LoadCounts()
         keys = self.series_keys(conn, frame, now)
         codes, uniques = pd.factorize(frame["series_id"])
-        series_key = np.array([keys[sid] for sid in uniques], dtype=np.int64)[codes].tolist()
-        values = frame["value"].to_numpy(dtype="float64")
-        periods = _period_texts(frame["period_end_utc"])
-        flags = frame["quality_flag"].tolist()
-        source_list: list[int | None] = (
-            list(source_ids.astype("int64").tolist())
-            if isinstance(source_ids, pd.Series)
-            else [source_ids] * len(frame)
-        )
+        series_key = np.array([keys[sid] for sid in uniques], dtype=np.int64)[codes]
+        if isinstance(source_ids, pd.Series):
+            sources = source_ids.to_numpy(dtype=np.int64)
+        else:  # one source for the whole frame; -1 stands for none
+            sources = np.full(len(frame), -1 if source_ids is None else source_ids, dtype=np.int64)
         if self.dialect == "postgresql":
-            # History never stored before (a backfill's new ground) has nothing to merge with or
-            # revise: COPY it straight in. Anything else goes through staging and the merge.
-            spans = frame["period_end_utc"].groupby(codes).agg(["min", "max"])
-            if none_stored(
-                conn,
-                [keys[sid] for sid in uniques[spans.index]],
-                _period_texts(spans["min"]),
-                _period_texts(spans["max"]),
-            ):
-                copy_new_observations(
-                    conn, series_key, periods, values, flags, source_list, now.strftime(TIME_FORMAT), run_id
-                )
-                return LoadCounts(inserted=len(periods))
-            copy_to_staging(conn, series_key, periods, values, flags, source_list)
-            return self._merge_staging(conn, run_id, now)
-        return self._upsert_sqlite(conn, series_key, periods, values, flags, source_list, run_id, now)
+            return self._upsert_postgresql(
+                conn, frame, codes, uniques, keys, series_key, sources, run_id, now
+            )
+        return self._upsert_sqlite(conn, frame, series_key, sources, run_id, now)
+
+    def _upsert_postgresql(
+        self,
+        conn: Connection,
+        frame: pd.DataFrame,
+        codes: np.ndarray[Any, Any],
+        uniques: Any,
+        keys: dict[str, int],
+        series_key: np.ndarray[Any, Any],
+        sources: np.ndarray[Any, Any],
+        run_id: int | None,
+        now: datetime,
+    ) -> LoadCounts:
+        """Binary COPY; history never stored before (a backfill's new ground) has nothing to merge
+        with or revise, so it goes straight in; anything else through staging and the merge."""
+        # as_unit: pandas may hold s, ms, us or ns resolution; the COPY needs microseconds
+        period_us = to_pg_micros(frame["period_end_utc"].dt.tz_convert("UTC").dt.as_unit("us").array.asi8)
+        values = frame["value"].to_numpy(dtype="float64")
+        flags = frame["quality_flag"].to_numpy(dtype=object)
+        spans = frame["period_end_utc"].groupby(codes).agg(["min", "max"])
+        if none_stored(
+            conn,
+            [keys[sid] for sid in uniques[spans.index]],
+            _period_texts(spans["min"]),
+            _period_texts(spans["max"]),
+        ):
+            unix_us = (now - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+            stamp = int(to_pg_micros(np.array([unix_us]))[0])
+            copy_new_observations(
+                conn, encode_rows(series_key, period_us, values, flags, sources, (stamp, run_id))
+            )
+            return LoadCounts(inserted=len(frame))
+        copy_to_staging(conn, encode_rows(series_key, period_us, values, flags, sources))
+        return self._merge_staging(conn, run_id, now)
 
     def _upsert_sqlite(
         self,
         conn: Connection,
-        series_key: list[int],
-        periods: list[str],
-        values: np.ndarray[Any, Any],
-        flags: list[str],
-        source_ids: list[int | None],
+        frame: pd.DataFrame,
+        series_key: np.ndarray[Any, Any],
+        sources: np.ndarray[Any, Any],
         run_id: int | None,
         now: datetime,
     ) -> LoadCounts:
@@ -442,7 +463,10 @@ class Store:
         changes_before = dbapi.total_changes
         last_revision = conn.exec_driver_sql("SELECT coalesce(max(revision_id), 0) FROM revisions").scalar()
         stamp = self._ts(now)
+        periods = _period_texts(frame["period_end_utc"])
+        values = frame["value"].to_numpy(dtype="float64")
         value_list = [None if v != v else v for v in values.tolist()]
+        source_list = [None if s < 0 else s for s in sources.tolist()]
         conn.exec_driver_sql(
             "INSERT INTO observations (series_key, period_end_utc, value_mwh, quality_flag, source_id, "
             "first_seen_utc, last_changed_utc, run_id) "
@@ -453,7 +477,16 @@ class Store:
             "source_id = excluded.source_id "
             "WHERE observations.value_mwh IS NOT excluded.value_mwh "
             "OR observations.quality_flag IS NOT excluded.quality_flag",
-            list(zip(series_key, periods, value_list, flags, source_ids, strict=True)),
+            list(
+                zip(
+                    series_key.tolist(),
+                    periods,
+                    value_list,
+                    frame["quality_flag"].tolist(),
+                    source_list,
+                    strict=True,
+                )
+            ),
         )
         revised = int(
             conn.exec_driver_sql(

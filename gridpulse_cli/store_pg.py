@@ -1,5 +1,9 @@
-"""PostgreSQL bulk path: COPY rows into a per-connection staging table (or, for keys never
-stored before, straight into observations)."""
+"""PostgreSQL bulk path: binary COPY into a per-connection staging table, or — for hours never
+stored before — straight into observations.
+
+Rows are encoded in PostgreSQL's binary COPY format with numpy (one structured array per
+(flag, null-pattern) group, so every record in a group has the same layout): no per-row Python.
+"""
 
 from __future__ import annotations
 
@@ -14,49 +18,100 @@ STAGING_DDL = (
     "period_end_utc TIMESTAMPTZ NOT NULL, value_mwh DOUBLE PRECISION, quality_flag TEXT NOT NULL, "
     "source_id BIGINT) ON COMMIT DELETE ROWS"
 )
+_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+_TRAILER = (-1).to_bytes(2, "big", signed=True)
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in Unix microseconds
 
 
-def _copy_text(
-    series_key: list[int],
-    periods: list[str],
+def to_pg_micros(unix_us: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Unix microseconds -> PostgreSQL timestamptz (microseconds since 2000-01-01 UTC)."""
+    return unix_us - _PG_EPOCH_US
+
+
+def encode_rows(
+    series_key: np.ndarray[Any, Any],
+    period_us: np.ndarray[Any, Any],
     values: np.ndarray[Any, Any],
-    flags: list[str],
-    source_ids: list[int | None],
-    suffix: str = "",
-) -> str:
-    """Tab-separated COPY text; `suffix` (already tab-led) is appended to every line."""
-    value_text = list(map(repr, values.tolist()))  # repr: the shortest exact text of a float
-    for missing in np.flatnonzero(np.isnan(values)):
-        value_text[missing] = r"\N"
-    distinct_sources = set(source_ids)
-    if len(distinct_sources) == 1:  # the usual case: one response or one input per chunk
-        only = distinct_sources.pop()
-        source_text = [r"\N" if only is None else str(only)] * len(source_ids)
-    else:
-        source_text = [r"\N" if s is None else str(s) for s in source_ids]
-    lines = map("\t".join, zip(map(str, series_key), periods, value_text, flags, source_text, strict=True))
-    return (suffix + "\n").join(lines) + suffix + "\n"
+    flags: np.ndarray[Any, Any],
+    source_ids: np.ndarray[Any, Any],
+    extra: tuple[int, int | None] | None = None,
+) -> bytes:
+    """Binary COPY data for (series_key, period_end_utc, value_mwh, quality_flag, source_id
+    [, first_seen_utc, last_changed_utc, run_id]). `source_ids` < 0 means NULL; NaN values are
+    NULL; `extra` is (stamp in PG microseconds, run_id or None) for the direct COPY."""
+    parts = [_HEADER]
+    null_value = np.isnan(values)
+    null_source = source_ids < 0
+    groups: dict[tuple[str, bool, bool], np.ndarray[Any, Any]] = {}
+    flag_values = np.asarray(flags, dtype=object)
+    for flag in np.unique(flag_values):
+        in_flag = flag_values == flag
+        for nv in (False, True):
+            for ns in (False, True):
+                mask = in_flag & (null_value == nv) & (null_source == ns)
+                if mask.any():
+                    groups[(str(flag), nv, ns)] = np.flatnonzero(mask)
+    for (flag, nv, ns), index in groups.items():
+        flag_bytes = flag.encode()
+        fields: list[tuple[str, str]] = [
+            ("count", ">i2"),
+            ("l_key", ">i4"),
+            ("key", ">i4"),
+            ("l_ts", ">i4"),
+            ("ts", ">i8"),
+            ("l_val", ">i4"),
+        ]
+        if not nv:
+            fields.append(("val", ">f8"))
+        fields += [("l_flag", ">i4"), ("flag", f"S{len(flag_bytes)}"), ("l_src", ">i4")]
+        if not ns:
+            fields.append(("src", ">i8"))
+        run_null = extra is not None and extra[1] is None
+        if extra is not None:
+            fields += [
+                ("l_first", ">i4"),
+                ("first", ">i8"),
+                ("l_last", ">i4"),
+                ("last", ">i8"),
+                ("l_run", ">i4"),
+            ]
+            if not run_null:
+                fields.append(("run", ">i4"))
+        records = np.empty(len(index), dtype=np.dtype(fields))
+        records["count"] = 8 if extra is not None else 5
+        records["l_key"], records["key"] = 4, series_key[index]
+        records["l_ts"], records["ts"] = 8, period_us[index]
+        records["l_val"] = -1 if nv else 8
+        if not nv:
+            records["val"] = values[index]
+        records["l_flag"], records["flag"] = len(flag_bytes), flag_bytes
+        records["l_src"] = -1 if ns else 8
+        if not ns:
+            records["src"] = source_ids[index]
+        if extra is not None:
+            stamp, run_id = extra
+            records["l_first"], records["first"] = 8, stamp
+            records["l_last"], records["last"] = 8, stamp
+            records["l_run"] = -1 if run_null else 4
+            if not run_null:
+                records["run"] = run_id
+        parts.append(records.tobytes())
+    parts.append(_TRAILER)
+    return b"".join(parts)
 
 
-def _copy(conn: Connection, statement: str, text: str) -> None:
+def _copy(conn: Connection, statement: str, payload: bytes) -> None:
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.copy_expert(statement, io.StringIO(text))
+        cursor.copy_expert(statement, io.BytesIO(payload))
     finally:
         cursor.close()
 
 
-def copy_to_staging(
-    conn: Connection,
-    series_key: list[int],
-    periods: list[str],
-    values: np.ndarray[Any, Any],
-    flags: list[str],
-    source_ids: list[int | None],
-) -> None:
-    """COPY one chunk into `gp_staging` (created on first use in this session)."""
+def copy_to_staging(conn: Connection, payload: bytes) -> None:
+    """COPY one chunk (encode_rows without `extra`) into `gp_staging`, created on first use."""
     conn.exec_driver_sql(STAGING_DDL)
-    _copy(conn, "COPY gp_staging FROM STDIN", _copy_text(series_key, periods, values, flags, source_ids))
+    _copy(conn, "COPY gp_staging FROM STDIN WITH (FORMAT binary)", payload)
 
 
 def none_stored(conn: Connection, keys: list[int], lows: list[str], highs: list[str]) -> bool:
@@ -70,25 +125,15 @@ def none_stored(conn: Connection, keys: list[int], lows: list[str], highs: list[
     return not found
 
 
-def copy_new_observations(
-    conn: Connection,
-    series_key: list[int],
-    periods: list[str],
-    values: np.ndarray[Any, Any],
-    flags: list[str],
-    source_ids: list[int | None],
-    now: str,
-    run_id: int | None,
-) -> None:
-    """COPY rows whose keys are not stored yet straight into observations (no merge needed).
+def copy_new_observations(conn: Connection, payload: bytes) -> None:
+    """COPY rows whose keys are not stored yet (encode_rows with `extra`) straight into observations.
 
     Only for a chunk `none_stored` cleared, under the writer lock; if a key did exist after all,
     the primary key rejects the COPY and the chunk's transaction rolls back.
     """
-    run = r"\N" if run_id is None else str(run_id)
     _copy(
         conn,
         "COPY observations (series_key, period_end_utc, value_mwh, quality_flag, source_id, "
-        "first_seen_utc, last_changed_utc, run_id) FROM STDIN",
-        _copy_text(series_key, periods, values, flags, source_ids, suffix=f"\t{now}\t{now}\t{run}"),
+        "first_seen_utc, last_changed_utc, run_id) FROM STDIN WITH (FORMAT binary)",
+        payload,
     )

@@ -378,7 +378,7 @@ def test_sources_archive_is_gzip_without_the_key(store: Store) -> None:
     run_id = store.start_run("ingest", None, ["PJM"], ["demand"], RUN_AT_1)
     with store.transaction() as conn:
         source_id = store.archive(
-            conn, run_id, "eia-response", "region-data", params, body, 1, "abc123", RUN_AT_1
+            conn, run_id, "eia-response", "region-data", params, gzip.compress(body), 1, "abc123", RUN_AT_1
         )
         store.upsert(conn, frame([("EBA.PJM-ALL.D.H", 1, 5.0)]), run_id, RUN_AT_1, source_id)
     with store.engine.connect() as conn:
