@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
+import numpy as np
 import pandas as pd
 
 from gridpulse_cli.catalog import REGION_DATA, Route, routes_for
@@ -96,7 +97,7 @@ def prepare_pages(pages: Sequence[Page], warned_fuels: set[str]) -> list[Prepare
             PreparedPage(
                 page,
                 normalize_rows(page.rows, warned_fuels, kind=page.route),
-                gzip.compress(body, compresslevel=5, mtime=0),
+                gzip.compress(body, compresslevel=1, mtime=0),  # level 1: ~6x faster than 6, ~10% larger
                 hashlib.sha256(body).hexdigest(),
             )
         )
@@ -107,44 +108,45 @@ def fetch_and_prepare(client: EIAClient, chunk: Chunk, warned_fuels: set[str]) -
     return prepare_pages(fetch_chunk(client, chunk), warned_fuels)
 
 
-def commit_chunk(
+def commit_chunks(
     store: Store,
     run_id: int | None,
-    pages: Sequence[PreparedPage],
+    chunks: Sequence[tuple[Sequence[PreparedPage], tuple[str, str] | None]],
     now: datetime,
-    ledger_key: tuple[str, str] | None = None,
 ) -> LoadCounts:
-    """Archive a chunk's responses and upsert its observations in one transaction.
+    """Archive the chunks' responses and upsert their observations in one transaction.
 
-    `ledger_key` (chunk key, plan key) also marks the chunk committed for resumable backfills,
-    in the same transaction, so a chunk is either stored and marked or neither.
+    Each chunk's ledger key (chunk key, plan key), when given, marks it committed for resumable
+    backfills in the same transaction: a chunk is either stored and marked or neither. Several
+    chunks that arrived together share the transaction, one COPY and one commit.
     """
     counts = LoadCounts()
     with store.transaction() as conn:
-        if ledger_key is not None:
-            rows = sum(len(p.page.rows) for p in pages)
-            store.mark_chunk(conn, ledger_key[0], ledger_key[1], run_id, rows, now)
         parts, sources = [], []
-        for prepared in pages:
-            page = prepared.page
-            source_id = store.archive(
-                conn,
-                run_id,
-                "eia-response",
-                page.route,
-                page.params,
-                prepared.body_gzip,
-                len(page.rows),
-                prepared.sha256,
-                page.fetched_at,
-            )
-            parts.append(prepared.observations)
-            sources.append(pd.Series(source_id, index=prepared.observations.index, dtype="int64"))
+        for pages, ledger_key in chunks:
+            if ledger_key is not None:
+                rows = sum(len(p.page.rows) for p in pages)
+                store.mark_chunk(conn, ledger_key[0], ledger_key[1], run_id, rows, now)
+            for prepared in pages:
+                page = prepared.page
+                source_id = store.archive(
+                    conn,
+                    run_id,
+                    "eia-response",
+                    page.route,
+                    page.params,
+                    prepared.body_gzip,
+                    len(page.rows),
+                    prepared.sha256,
+                    page.fetched_at,
+                )
+                parts.append(prepared.observations)
+                sources.append(np.full(len(prepared.observations), source_id, dtype=np.int64))
         if parts:
             frame = pd.concat(parts, ignore_index=True)
-            source_ids = pd.concat(sources, ignore_index=True)
+            source_ids = pd.Series(np.concatenate(sources))
             keep = ~frame.duplicated(["series_id", "period_end_utc"], keep="first")
-            counts += store.upsert(conn, frame[keep], run_id, now, source_ids[keep])
+            counts += store.upsert(conn, frame[keep], run_id, now, source_ids[keep].reset_index(drop=True))
     return counts
 
 
@@ -216,24 +218,27 @@ def run_chunks(
         for _ in range(2 * max(1, workers)):
             submit_next()
         while in_flight:
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            wait(in_flight, return_when=FIRST_COMPLETED)
             failure: BaseException | None = None
-            for future in done:
+            arrived: list[tuple[Chunk, list[PreparedPage]]] = []
+            for future in [f for f in in_flight if f.done()]:
                 chunk = in_flight.pop(future)
                 error = future.exception()
                 if error is not None:
                     failure = failure or error  # commit what did arrive before giving up
-                    continue
-                pages = future.result()
-                rows = sum(len(p.page.rows) for p in pages)
-                key = ledger(chunk) if ledger else None
-                report.counts += commit_chunk(store, report.run_id, pages, now(), key)
-                report.fetched += rows
-                report.chunks += 1
-                _sync_stats(report, client, started)
-                if progress:
-                    progress(ChunkDone(chunk, report.chunks, len(chunks), rows, report))
-                submit_next()
+                else:
+                    arrived.append((chunk, future.result()))
+            if arrived:
+                batch = [(pages, ledger(chunk) if ledger else None) for chunk, pages in arrived]
+                report.counts += commit_chunks(store, report.run_id, batch, now())
+                for chunk, pages in arrived:
+                    rows = sum(len(p.page.rows) for p in pages)
+                    report.fetched += rows
+                    report.chunks += 1
+                    _sync_stats(report, client, started)
+                    if progress:
+                        progress(ChunkDone(chunk, report.chunks, len(chunks), rows, report))
+                    submit_next()
             if failure is not None:
                 raise failure
     finally:

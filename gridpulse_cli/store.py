@@ -347,9 +347,9 @@ class Store:
 
     def series_keys(self, conn: Connection, frame: pd.DataFrame, now: datetime) -> dict[str, int]:
         """Return series_key for every series in `frame`, creating unknown series."""
-        wanted = frame.drop_duplicates("series_id")[["series_id", "dataset", "area", "counterpart"]]
-        missing = [sid for sid in wanted["series_id"] if sid not in self._series_keys]
+        missing = [sid for sid in pd.unique(frame["series_id"]) if sid not in self._series_keys]
         if missing:
+            wanted = frame[frame["series_id"].isin(missing)].drop_duplicates("series_id")
             self._load_series_keys(conn, missing)
             new = wanted[~wanted["series_id"].isin(list(self._series_keys))]
             if len(new):

@@ -11,6 +11,7 @@ import io
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sqlalchemy.engine import Connection
 
 STAGING_DDL = (
@@ -43,9 +44,9 @@ def encode_rows(
     null_value = np.isnan(values)
     null_source = source_ids < 0
     groups: dict[tuple[str, bool, bool], np.ndarray[Any, Any]] = {}
-    flag_values = np.asarray(flags, dtype=object)
-    for flag in np.unique(flag_values):
-        in_flag = flag_values == flag
+    flag_codes, flag_names = pd.factorize(np.asarray(flags, dtype=object))
+    for code, flag in enumerate(flag_names):
+        in_flag = flag_codes == code
         for nv in (False, True):
             for ns in (False, True):
                 mask = in_flag & (null_value == nv) & (null_source == ns)
@@ -116,10 +117,12 @@ def copy_to_staging(conn: Connection, payload: bytes) -> None:
 
 def none_stored(conn: Connection, keys: list[int], lows: list[str], highs: list[str]) -> bool:
     """True when no series `keys[i]` has any hour stored between `lows[i]` and `highs[i]`."""
+    # LATERAL … LIMIT 1: one primary-key probe per series. A plain join lets the planner pick a
+    # hash join over all of observations, which grows slower with every chunk stored.
     found = conn.exec_driver_sql(
         "SELECT EXISTS (SELECT 1 FROM unnest(%(keys)s::int[], %(lows)s::timestamptz[], %(highs)s::timestamptz[]) "
-        "AS span(series_key, low, high) JOIN observations o ON o.series_key = span.series_key "
-        "AND o.period_end_utc BETWEEN span.low AND span.high)",
+        "AS span(series_key, low, high) CROSS JOIN LATERAL (SELECT 1 FROM observations o "
+        "WHERE o.series_key = span.series_key AND o.period_end_utc BETWEEN span.low AND span.high LIMIT 1) hit)",
         {"keys": keys, "lows": lows, "highs": highs},
     ).scalar()
     return not found
