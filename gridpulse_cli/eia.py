@@ -355,6 +355,8 @@ def _params_dict(params: list[tuple[str, str]]) -> dict[str, Any]:
 
 def _drop_duplicates(route: Route, pages: list[Page], stats: ClientStats) -> list[Page]:
     """Drop rows whose full key was already seen on an earlier page (warn; EIA's paging defect)."""
+    if len(pages) < 2:
+        return pages  # the defect is between pages; one page cannot repeat a row of another
     seen: set[tuple[Any, ...]] = set()
     dropped = 0
     for page in pages:

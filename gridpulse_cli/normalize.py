@@ -116,55 +116,68 @@ def normalize_rows(
     return drop_duplicate_observations(frame)
 
 
-def _column(rows: Sequence[dict[str, Any]], field: str, kind: str) -> pd.Series:
+def _fields(rows: Sequence[dict[str, Any]], kind: str) -> tuple[list[Any], list[Any], list[tuple[Any, Any]]]:
+    """period, value and the (area, counterpart) key of every row, in one pass each."""
+    first, second = _KEY_FIELDS[kind]
     try:
-        return pd.Series([row[field] for row in rows], dtype=object)
-    except KeyError:
-        raise InputFormatError(f"{kind} rows have no '{field}' field") from None
+        periods = [row["period"] for row in rows]
+        values = [row["value"] for row in rows]
+        keys = [(row[first], row[second]) for row in rows]
+    except KeyError as missing:
+        raise InputFormatError(f"{kind} rows have no '{missing.args[0]}' field") from None
+    return periods, values, keys
+
+
+def _describe_series(kind: str, area: str, other: str) -> tuple[str, str, str] | None:
+    """(series_id, dataset, counterpart) for one key; None for a region-data type we do not know."""
+    if kind == "region-data":
+        dataset = TYPE_CODE_DATASET.get(other)
+        if dataset is None:
+            return None
+        return f"EBA.{area}-ALL.{_TYPE_SUFFIX[dataset]}.H", dataset, ""
+    if kind == "fuel-type-data":
+        return f"EBA.{area}-ALL.NG.{other}.H", "fuel-mix", other
+    if kind == "interchange-data":
+        return f"EBA.{area}-{other}.ID.H", "interchange", other
+    return f"EBA.{area}-{other}.D.H", "subregion-demand", other
 
 
 def _normalize_kind(kind: str, rows: Sequence[dict[str, Any]], warned: set[str]) -> pd.DataFrame:
-    first, second = _KEY_FIELDS[kind]
-    period, raw_value = _column(rows, "period", kind), _column(rows, "value", kind)
-    area, other = _column(rows, first, kind).astype(str), _column(rows, second, kind).astype(str)
-    if kind == "region-data":
-        dataset = other.map(TYPE_CODE_DATASET)
-        unknown = other[dataset.isna()].unique()
-        if len(unknown):
-            log.warning(
-                "skipping region-data rows with unknown type code(s): %s", ", ".join(map(str, unknown))
-            )
-            keep = dataset.notna().to_numpy()
-            period, raw_value, area, dataset = period[keep], raw_value[keep], area[keep], dataset[keep]
-        counterpart = pd.Series("", index=area.index, dtype=object)
-        series = "EBA." + area + "-ALL." + dataset.map(_TYPE_SUFFIX) + ".H"
-    elif kind == "fuel-type-data":
-        counterpart = other
-        new = sorted(set(counterpart.unique()) - KNOWN_FUELS - warned)
+    periods, raw_values, keys = _fields(rows, kind)
+    # A page holds a few dozen series over many hours: describe each series once, then broadcast.
+    codes, uniques = pd.factorize(pd.Series(keys, dtype=object))
+    described = [_describe_series(kind, str(area), str(other)) for area, other in uniques]
+    unknown = sorted({str(other) for (_, other), d in zip(uniques, described, strict=True) if d is None})
+    if unknown:
+        log.warning("skipping region-data rows with unknown type code(s): %s", ", ".join(unknown))
+    if kind == "fuel-type-data":
+        new = sorted({str(other) for _, other in uniques} - KNOWN_FUELS - warned)
         if new:
             warned.update(new)
             log.warning("new fuel code(s) %s: stored as published", ", ".join(new))
-        dataset = pd.Series("fuel-mix", index=area.index, dtype=object)
-        series = "EBA." + area + "-ALL.NG." + counterpart + ".H"
-    elif kind == "interchange-data":
-        counterpart = other
-        dataset = pd.Series("interchange", index=area.index, dtype=object)
-        series = "EBA." + area + "-" + counterpart + ".ID.H"
-    else:
-        counterpart = other
-        dataset = pd.Series("subregion-demand", index=area.index, dtype=object)
-        series = "EBA." + area + "-" + counterpart + ".D.H"
-    value = pd.to_numeric(raw_value, errors="coerce").astype("float64")
-    value = value.where(np.isfinite(value))
+    table = np.array(
+        [
+            (d[0], d[1], str(area), d[2]) if d else ("", "", "", "")
+            for (area, _), d in zip(uniques, described, strict=True)
+        ],
+        dtype=object,
+    ).reshape(len(uniques), 4)
+    keep = np.array([d is not None for d in described], dtype=bool)[codes]
+    value = pd.to_numeric(pd.Series(raw_values, dtype=object), errors="coerce").astype("float64")
+    finite = value.where(np.isfinite(value)).to_numpy()
+    period = _periods(pd.Series(periods, dtype=object)).array  # DatetimeArray: no per-row objects
+    rows_of = table[codes]
+    if not keep.all():
+        rows_of, finite, period = rows_of[keep], finite[keep], period[keep]
     return pd.DataFrame(
         {
-            "series_id": series.to_numpy(dtype=object),
-            "period_end_utc": _periods(period).to_numpy(),
-            "value": value.to_numpy(),
-            "quality_flag": np.where(value.isna(), "missing", "good").astype(object),
-            "dataset": dataset.to_numpy(dtype=object),
-            "area": area.to_numpy(dtype=object),
-            "counterpart": counterpart.to_numpy(dtype=object),
+            "series_id": rows_of[:, 0],
+            "period_end_utc": period,
+            "value": finite,
+            "quality_flag": np.where(np.isnan(finite), "missing", "good").astype(object),
+            "dataset": rows_of[:, 1],
+            "area": rows_of[:, 2],
+            "counterpart": rows_of[:, 3],
         }
     ).astype({"period_end_utc": "datetime64[ns, UTC]"})
 
@@ -312,7 +325,7 @@ def _validate_chunk(
     frame = pd.DataFrame(
         {
             "series_id": series.to_numpy(dtype=object),
-            "period_end_utc": periods.to_numpy(),
+            "period_end_utc": periods.array,
             "value": values.astype("float64").to_numpy(),
             "quality_flag": flags.to_numpy(dtype=object),
         }
