@@ -426,7 +426,9 @@ def ingest(
     with _writer(settings) as store:
         on_chunk, stop = _progress_reporter("ingest")
         try:
-            report = run_ingest(store, client, bas, datasets, window, now=_now, progress=on_chunk)
+            report = run_ingest(
+                store, client, bas, datasets, window, workers=DEFAULT_WORKERS, now=_now, progress=on_chunk
+            )
         finally:
             stop()
     log.info(report.summary())
@@ -760,7 +762,7 @@ def runs(
             ]
             for r in found
         ],
-        title=f"last {len(found)} runs",
+        title=f"last {len(found)} run{'' if len(found) == 1 else 's'}",
         styles={"ok": "green", "failed": "bold red", "interrupted": "yellow", "running": "cyan"},
     )
 
