@@ -209,6 +209,13 @@ def _input(name: str) -> Iterator[tuple[IO[str], str]]:
         raise InputFormatError(f"input file {name} is not UTF-8 text") from None
 
 
+def _stored_selection(
+    ba: list[str] | None, dataset: list[str] | None
+) -> tuple[list[str] | None, list[str] | None]:
+    """`--ba`/`--dataset` for the reading commands: None (everything stored) when not given."""
+    return (resolve_bas(ba, default=()) if ba else None, resolve_datasets(dataset) if dataset else None)
+
+
 def _client(settings: Settings) -> EIAClient:
     return EIAClient(
         settings.eia_url,
@@ -447,8 +454,7 @@ def export(
 ) -> None:
     """Write stored observations as CSV, sorted by series_id then time."""
     settings = _settings(db)
-    bas = resolve_bas(ba, default=()) if ba else None
-    datasets = resolve_datasets(dataset) if dataset else None
+    bas, datasets = _stored_selection(ba, dataset)
     window = resolve_window(since, start, end, _now(), default_since=None)
     with _store(settings) as store, _output(output) as out:
         count = export_csv(store, out, window, bas, datasets)
@@ -472,8 +478,7 @@ def revisions(
 ) -> None:
     """List values EIA changed after gridpulse first stored them (old and new value, when, which run)."""
     settings = _settings(db)
-    bas = resolve_bas(ba, default=()) if ba else None
-    datasets = resolve_datasets(dataset) if dataset else None
+    bas, datasets = _stored_selection(ba, dataset)
     changed_since = _now() - parse_duration(since) if since else None
     with _store(settings) as store:
         found = list_revisions(store, changed_since, bas, datasets, limit)
@@ -602,8 +607,7 @@ def _backfill_gaps(
     end: str | None,
     workers: int,
 ) -> None:
-    bas = resolve_bas(ba, default=()) if ba else None
-    datasets = resolve_datasets(dataset) if dataset else None
+    bas, datasets = _stored_selection(ba, dataset)
     window = resolve_window(since, start, end, _now(), default_since="30d")
     assert window is not None
     client = _client(settings)
@@ -659,8 +663,7 @@ def gaps(
 ) -> None:
     """List hours that should exist and don't (or have no value), coalesced into runs."""
     settings = _settings(db)
-    bas = resolve_bas(ba, default=()) if ba else None
-    datasets = resolve_datasets(dataset) if dataset else None
+    bas, datasets = _stored_selection(ba, dataset)
     window = resolve_window(since, start, end, _now(), default_since="30d")
     assert window is not None
     with _store(settings) as store:
@@ -689,8 +692,7 @@ def health(
 ) -> None:
     """Is the database usable, the data fresh, are runs succeeding? Exits non-zero on a failed check."""
     settings = _settings(db)
-    bas = resolve_bas(ba, default=()) if ba else None
-    datasets = resolve_datasets(dataset) if dataset else None
+    bas, datasets = _stored_selection(ba, dataset)
     report = run_health(settings.database_url, bool(settings.api_key), bas, datasets, _now())
     if as_json:
         typer.echo(json.dumps(report.as_json(), indent=1))
