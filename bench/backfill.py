@@ -8,9 +8,6 @@ records every request it receives.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -22,9 +19,8 @@ import pandas as pd
 import requests
 import sqlalchemy as sa
 
-from bench.common import ROOT, fresh_database
+from bench.common import ROOT, fresh_database, run_gridpulse, stored_rows
 from gridpulse_cli.catalog import MVP_BAS
-from gridpulse_cli.store import Store
 from tests.eia_stub import EIAStub, make_fuel_rows, make_interchange_rows, make_region_rows
 
 KEY = "bench-key-not-secret"
@@ -45,30 +41,15 @@ def run_cli_backfill(
     stub: EIAStub, db_url: str, start: str, end: str, rps: int, workers: int = 4
 ) -> dict[str, Any]:
     """`gridpulse backfill` in a fresh child process; returns elapsed, exit code, peak RSS."""
-    env = dict(
-        os.environ,
-        EIA_API_KEY=KEY,
-        GRIDPULSE_EIA_URL=stub.url,
-        GRIDPULSE_DATABASE_URL=db_url,
-        GRIDPULSE_MAX_RPS=str(rps),
-        GRIDPULSE_MAX_REQUESTS_PER_HOUR="1000000",
-    )
-    script = (
-        # VmHWM, not ru_maxrss: ru_maxrss survives exec and would report this harness's own peak.
-        "import sys, atexit; from gridpulse_cli.cli import main; "
-        "sys.argv = ['gridpulse'] + sys.argv[1:]; "
-        "hwm = lambda: next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')); "
-        "atexit.register(lambda: print('PEAK_RSS_KB', hwm(), file=sys.stderr)); "
-        "main()"
-    )
-    started = time.perf_counter()
-    proc = subprocess.run(
+    env = {
+        "EIA_API_KEY": KEY,
+        "GRIDPULSE_EIA_URL": stub.url,
+        "GRIDPULSE_DATABASE_URL": db_url,
+        "GRIDPULSE_MAX_RPS": str(rps),
+        "GRIDPULSE_MAX_REQUESTS_PER_HOUR": "1000000",
+    }
+    run = run_gridpulse(
         [
-            sys.executable,
-            "-c",
-            script,
-            "--log-format",
-            "plain",
             "backfill",
             "--ba",
             ",".join(MVP_BAS),
@@ -81,22 +62,12 @@ def run_cli_backfill(
             "--workers",
             str(workers),
         ],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    elapsed = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"backfill failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    rss = next(
-        (int(line.split()[1]) / 1024 for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_KB")),
-        0.0,
+        env,
     )
     return {
-        "seconds": round(elapsed, 1),
-        "peak_rss_mb": round(rss),
-        "summary": proc.stderr.strip().splitlines()[-2],
+        "seconds": round(run.seconds, 1),
+        "peak_rss_mb": round(run.peak_rss_mb),
+        "summary": run.stderr.strip().splitlines()[-2],
     }
 
 
@@ -110,14 +81,6 @@ def request_stats(stub: EIAStub) -> dict[str, Any]:
         "max_concurrency": stub.max_concurrency,
         "status_429": sum(1 for r in records if r.status == 429),
     }
-
-
-def stored_rows(db_url: str) -> int:
-    store = Store.open(db_url)
-    with store.engine.connect() as conn:
-        count = int(conn.exec_driver_sql("SELECT count(*) FROM observations").scalar_one())
-    store.close()
-    return count
 
 
 def naive_backfill(stub: EIAStub, db_url: str, start: str, end: str) -> dict[str, Any]:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import re
 import resource
+import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -56,3 +59,51 @@ def write_section(marker: str, body: str) -> None:
 
 def machine() -> str:
     return f"{os.cpu_count()} cores, Python {sys.version.split()[0]}"
+
+
+# Runs the real CLI and prints its peak RSS at exit. VmHWM, not ru_maxrss: ru_maxrss survives exec
+# and would report the benchmark harness's own peak.
+_CHILD = (
+    "import sys, atexit; from gridpulse_cli.cli import main; sys.argv = ['gridpulse'] + sys.argv[1:]; "
+    "hwm = lambda: next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')); "
+    "atexit.register(lambda: print('PEAK_RSS_KB', hwm(), file=sys.stderr)); main()"
+)
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    seconds: float
+    peak_rss_mb: float
+    stderr: str
+
+
+def run_gridpulse(args: list[str], env: dict[str, str]) -> ChildRun:
+    """`gridpulse ARGS` in a fresh process (plain logs); raises if it fails."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, "--log-format", "plain", *args],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"gridpulse {args[0]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    rss = next(
+        (int(line.split()[1]) / 1024 for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_KB")),
+        0.0,
+    )
+    return ChildRun(elapsed, rss, proc.stderr)
+
+
+def stored_rows(db_url: str) -> int:
+    """How many observations a benchmark database holds."""
+    from gridpulse_cli.store import Store
+
+    store = Store.open(db_url)
+    with store.engine.connect() as conn:
+        count = int(conn.exec_driver_sql("SELECT count(*) FROM observations").scalar_one())
+    store.close()
+    return count

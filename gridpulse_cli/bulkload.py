@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from gridpulse_cli.bulkfiles import read_bulk_file
-from gridpulse_cli.errors import GridpulseError, InputFormatError, Interrupted
-from gridpulse_cli.pipeline import RunReport
-from gridpulse_cli.store import Store
+from gridpulse_cli.errors import InputFormatError
+from gridpulse_cli.pipeline import RunReport, recorded_outcome
+from gridpulse_cli.store import LoadCounts, Store
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +46,8 @@ def run_bulk_files(
     report = RunReport(
         run_id=store.start_run("backfill --from-file", None, [], [p.name for p in paths], now())
     )
-    started = time.monotonic()
-    try:
+    interrupted = "interrupted; files already loaded are kept, re-run to continue"
+    with recorded_outcome(store, report, now, lambda _: interrupted):
         for path, frames in readers:
             with store.transaction() as conn:
                 source_id = store.archive(
@@ -62,29 +61,14 @@ def run_bulk_files(
                     _sha256(path),
                     now(),
                 )
-            rows = 0
+            counts, rows, chunks = LoadCounts(), 0, 0  # reported once the file's transaction commits
             with store.transaction() as conn:  # one file, one transaction: a bad row leaves nothing
                 for frame in frames:
-                    report.counts += store.upsert(conn, frame, report.run_id, now(), source_id)
+                    counts += store.upsert(conn, frame, report.run_id, now(), source_id)
                     rows += len(frame)
-                    report.fetched += len(frame)
-                    report.chunks += 1
-            report.elapsed = time.monotonic() - started
-            log.info("%s: %d observations (%.1f s so far)", path.name, rows, report.elapsed)
-    except (GridpulseError, KeyboardInterrupt) as exc:
-        report.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        report.elapsed = time.monotonic() - started
-        store.finish_run(
-            report.run_id or 0,
-            report.status,
-            now(),
-            fetched=report.fetched,
-            counts=report.counts,
-            error=str(exc) or type(exc).__name__,
-        )
-        if isinstance(exc, KeyboardInterrupt):
-            raise Interrupted("interrupted; committed chunks are kept, re-run to continue") from None
-        raise
-    report.elapsed = time.monotonic() - started
-    store.finish_run(report.run_id or 0, "ok", now(), fetched=report.fetched, counts=report.counts)
+                    chunks += 1
+            report.counts += counts
+            report.fetched += rows
+            report.chunks += chunks
+            log.info("%s: %d observations", path.name, rows)
     return report

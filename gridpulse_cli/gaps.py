@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from gridpulse_cli.catalog import DATASETS, balancing_authorities
+from gridpulse_cli.catalog import DATASETS, balancing_authorities, parse_series_id
 from gridpulse_cli.store import Store, series_query
 from gridpulse_cli.windows import HOUR, Window, floor_hour, format_utc
 
@@ -176,8 +176,6 @@ def gap_windows(gaps: Sequence[Gap]) -> list[tuple[str, str, Window]]:
     Windows that touch or overlap are merged, so a gap shared by many series of one BA is one
     request, not one per series.
     """
-    from gridpulse_cli.catalog import parse_series_id
-
     by_group: dict[tuple[str, str], list[tuple[datetime, datetime]]] = {}
     for gap in gaps:
         key = parse_series_id(gap.series_id)

@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from gridpulse_cli.catalog import DATASETS
+from gridpulse_cli.errors import GridpulseError
 from gridpulse_cli.gaps import find_gaps, stored_series
 from gridpulse_cli.schema import SCHEMA_VERSION
 from gridpulse_cli.store import Store
@@ -129,8 +130,6 @@ def run_health(
     now: datetime,
 ) -> HealthReport:
     """Run every check; a database that cannot be opened is a failed check, not a crash."""
-    from gridpulse_cli.errors import GridpulseError
-
     report = HealthReport()
     try:
         store = Store.open(database_url, migrate=False)

@@ -15,6 +15,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -274,18 +275,16 @@ def run_recorded(
         len(chunks),
         workers,
     )
-    try:
+    with recorded_outcome(
+        store,
+        report,
+        now,
+        lambda r: (
+            f"interrupted after {r.chunks} committed chunks (run {r.run_id}); "
+            "committed chunks are kept, re-run to continue"
+        ),
+    ):
         run_chunks(store, client, chunks, report, workers=workers, now=now, progress=progress, ledger=ledger)
-    except (GridpulseError, KeyboardInterrupt) as exc:
-        report.status = "interrupted" if isinstance(exc, KeyboardInterrupt | Interrupted) else "failed"
-        _finish(store, report, now(), error=str(exc) or type(exc).__name__)
-        if isinstance(exc, KeyboardInterrupt):
-            raise Interrupted(
-                f"interrupted after {report.chunks} committed chunks (run {report.run_id}); "
-                "committed chunks are kept, re-run to continue"
-            ) from None
-        raise
-    _finish(store, report, now())
     return report
 
 
@@ -317,12 +316,36 @@ def run_ingest(
     )
 
 
+@contextmanager
+def recorded_outcome(
+    store: Store,
+    report: RunReport,
+    now: Callable[[], datetime],
+    interrupted: Callable[[RunReport], str],
+) -> Iterator[RunReport]:
+    """Record how the block ends in the run ledger: ok, failed (a GridpulseError) or interrupted
+    (Ctrl-C or SIGTERM, re-raised as Interrupted with the message `interrupted` makes)."""
+    started = time.monotonic()
+    try:
+        yield report
+    except (GridpulseError, KeyboardInterrupt) as exc:
+        report.status = "interrupted" if isinstance(exc, KeyboardInterrupt | Interrupted) else "failed"
+        report.elapsed = time.monotonic() - started
+        record_finish(store, report, now(), error=str(exc) or type(exc).__name__)
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted(interrupted(report)) from None
+        raise
+    report.elapsed = time.monotonic() - started
+    record_finish(store, report, now())
+
+
 def _sync_stats(report: RunReport, client: EIAClient, started: float) -> None:
     report.requests, report.retries = client.stats.requests, client.stats.retries
     report.elapsed = time.monotonic() - started
 
 
-def _finish(store: Store, report: RunReport, now: datetime, error: str | None = None) -> None:
+def record_finish(store: Store, report: RunReport, now: datetime, error: str | None = None) -> None:
+    """Write the run's outcome and counts to its ledger row."""
     if report.run_id is None:
         return
     store.finish_run(
@@ -383,9 +406,8 @@ def run_load(
     """Upsert an observation CSV, streamed in chunks, in ONE transaction: a malformed row anywhere
     leaves nothing behind. The input is archived (gzipped) as the rows' source."""
     report = RunReport(run_id=store.start_run(f"load {source_name}", None, [], [], now()))
-    started = time.monotonic()
     reader = _CompressingReader(stream)
-    try:
+    with recorded_outcome(store, report, now, lambda _: "interrupted; nothing was loaded (re-run to load)"):
         with store.transaction() as conn:
             source_id = store.archive(
                 conn,
@@ -398,21 +420,12 @@ def run_load(
                 "",
                 now(),
             )
-            chunks = read_observations_csv(reader, source_name, chunk_rows)  # type: ignore[arg-type]
-            for frame in chunks:
-                report.counts += store.upsert(conn, frame, report.run_id, now(), source_id)
-                report.fetched += len(frame)
+            counts, fetched = LoadCounts(), 0
+            for frame in read_observations_csv(reader, source_name, chunk_rows):  # type: ignore[arg-type]
+                counts += store.upsert(conn, frame, report.run_id, now(), source_id)
+                fetched += len(frame)
                 report.chunks += 1
             body, sha = reader.finish()
-            store.complete_archive(conn, source_id, body, sha, report.fetched)
-    except (GridpulseError, KeyboardInterrupt) as exc:
-        report.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        report.counts = LoadCounts()  # rolled back
-        report.elapsed = time.monotonic() - started
-        _finish(store, report, now(), error=str(exc) or type(exc).__name__)
-        if isinstance(exc, KeyboardInterrupt):
-            raise Interrupted("interrupted; nothing was loaded (re-run to load)") from None
-        raise
-    report.elapsed = time.monotonic() - started
-    _finish(store, report, now())
+            store.complete_archive(conn, source_id, body, sha, fetched)
+        report.counts, report.fetched = counts, fetched  # only once committed
     return report
