@@ -1,5 +1,5 @@
 """`python -m gridpulse_cli` runs the CLI."""
 
-from gridpulse_cli.cli import main
+from gridpulse_cli.entry import main
 
 main()

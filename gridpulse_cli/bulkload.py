@@ -10,8 +10,10 @@ from pathlib import Path
 
 from gridpulse_cli.bulkfiles import read_bulk_file
 from gridpulse_cli.errors import InputFormatError
-from gridpulse_cli.pipeline import RunReport, recorded_outcome
+from gridpulse_cli.pipeline import RunReport, recorded_run
+from gridpulse_cli.stopping import StopSignal
 from gridpulse_cli.store import LoadCounts, Store
+from gridpulse_cli.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,7 @@ def run_bulk_files(
     paths: Sequence[Path],
     *,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    stop: StopSignal | None = None,
 ) -> RunReport:
     """Load each file in chunks, one transaction per file; record one run for all of them.
 
@@ -43,11 +46,10 @@ def run_bulk_files(
     # read_bulk_file checks each file's header when called: every file is vetted before any row
     # is written, so a wrong file in the list leaves the database untouched.
     readers = [(path, read_bulk_file(path, chunk_rows=BULK_CHUNK_ROWS)) for path in paths]
-    report = RunReport(
-        run_id=store.start_run("backfill --from-file", None, [], [p.name for p in paths], now())
-    )
     interrupted = "interrupted; files already loaded are kept, re-run to continue"
-    with recorded_outcome(store, report, now, lambda _: interrupted):
+    with recorded_run(
+        store, "backfill --from-file", None, [], [p.name for p in paths], now, stop, lambda _: interrupted
+    ) as (report, requested):
         for path, frames in readers:
             with store.transaction() as conn:
                 source_id = store.archive(
@@ -64,11 +66,14 @@ def run_bulk_files(
             counts, rows, chunks = LoadCounts(), 0, 0  # reported once the file's transaction commits
             with store.transaction() as conn:  # one file, one transaction: a bad row leaves nothing
                 for frame in frames:
+                    if requested.is_set():
+                        raise KeyboardInterrupt("stop requested")  # rolls this file back
                     counts += store.upsert(conn, frame, report.run_id, now(), source_id)
                     rows += len(frame)
                     chunks += 1
+                store.add_run_progress(conn, report.run_id, rows, counts)
             report.counts += counts
             report.fetched += rows
             report.chunks += chunks
-            log.info("%s: %d observations", path.name, rows)
+            log.info("%s: %s", path.name, plural(rows, "observation"))
     return report

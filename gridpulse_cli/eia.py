@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
+import re
 import threading
 import time
 from collections import deque
@@ -18,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import backoff
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
@@ -34,12 +35,27 @@ from gridpulse_cli.errors import (
     EIAUnavailableError,
 )
 from gridpulse_cli.redact import redact, strip_key, strip_key_bytes
+from gridpulse_cli.stopping import wait_or_cancel
+from gridpulse_cli.text import plural, shorten
 from gridpulse_cli.windows import eia_period
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 5000  # EIA's hard cap on rows per JSON response
+# requests' connection errors, as (text in the error, what the one error line says).
+_NETWORK_REASONS = (
+    ("Connection refused", "connection refused"),
+    ("Failed to resolve", "host not found"),
+    ("Name or service not known", "host not found"),
+    ("nodename nor servname", "host not found"),
+    ("Connection reset", "connection reset"),
+    ("RemoteDisconnected", "connection closed by the server"),
+    ("CERTIFICATE_VERIFY_FAILED", "TLS certificate not trusted"),
+    ("Network is unreachable", "network unreachable"),
+)
+_URL_IN_ERROR = re.compile(r"with url: \S+ ?")
 MAX_WINDOW_RESTARTS = 3
+MAX_BACKOFF_SECONDS = 60.0
 
 
 class RateLimiter:
@@ -66,8 +82,8 @@ class RateLimiter:
         self._hourly: deque[float] = deque()
         self._lock = threading.Lock()
 
-    def acquire(self) -> None:
-        """Block until one more request may start, then record it."""
+    def acquire(self, cancel: threading.Event | None = None) -> None:
+        """Block until one more request may start, then record it (Cancelled if `cancel` is set)."""
         while True:
             with self._lock:
                 now = self._clock()
@@ -88,7 +104,10 @@ class RateLimiter:
                     return
             if wait > 60:
                 log.warning("hourly request cap of %d reached; waiting %.0f s", self.per_hour, wait)
-            self._sleep(wait)
+            if cancel is None:
+                self._sleep(wait)
+            else:
+                wait_or_cancel(wait, cancel)
 
 
 @dataclass
@@ -191,16 +210,7 @@ class EIAClient:
         self.page_size = page_size
         self.stats = ClientStats()
         self.max_tries = max_tries
-        self._get_json = backoff.on_exception(
-            backoff.expo,
-            EIARetryableError,
-            max_tries=max_tries,
-            factor=retry_base,
-            max_value=60,
-            jitter=backoff.full_jitter,
-            on_backoff=self._on_backoff,
-            logger=None,  # backoff's own lines would print the raw exception; ours are redacted
-        )(self._get_json_once)
+        self.retry_base = retry_base
 
     @staticmethod
     def _new_session() -> requests.Session:
@@ -214,20 +224,34 @@ class EIAClient:
     def url(self, route: Route) -> str:
         return f"{self.base_url}/electricity/rto/{route.name}/data/"
 
-    def _on_backoff(self, details: Any) -> None:
-        self.stats.add(retries=1)
-        # DEBUG, not WARNING: the run's summary counts retries, and a failure's one error line
-        # says how many tries failed; cron logs stay one line per outcome.
-        log.debug(
-            "EIA request failed (%s); retry %d/%d in %.1f s",
-            details.get("exception"),
-            details["tries"],
-            self.max_tries - 1,
-            details.get("wait") or 0.0,
-        )
+    def _get_json(
+        self, url: str, params: list[tuple[str, str]], cancel: threading.Event | None
+    ) -> tuple[dict[str, Any], bytes | None]:
+        """One request, retried on transient failures with exponential backoff and full jitter.
 
-    def _get_json_once(self, url: str, params: list[tuple[str, str]]) -> tuple[dict[str, Any], bytes | None]:
-        self.limiter.acquire()
+        The waits (the limiter's and the backoff's) end at once when `cancel` is set, so a
+        stopping run can join its fetch threads within moments.
+        """
+        for attempt in range(1, self.max_tries + 1):
+            try:
+                return self._get_json_once(url, params, cancel)
+            except EIARetryableError as exc:
+                if attempt == self.max_tries:
+                    raise
+                delay = random.uniform(0, min(MAX_BACKOFF_SECONDS, self.retry_base * 2 ** (attempt - 1)))
+                self.stats.add(retries=1)
+                # DEBUG, not WARNING: the run's summary counts retries, and a failure's one error
+                # line says how many tries failed; cron logs stay one line per outcome.
+                log.debug(
+                    "EIA request failed (%s); retry %d/%d in %.1f s", exc, attempt, self.max_tries - 1, delay
+                )
+                wait_or_cancel(delay, cancel)
+        raise AssertionError("unreachable")
+
+    def _get_json_once(
+        self, url: str, params: list[tuple[str, str]], cancel: threading.Event | None
+    ) -> tuple[dict[str, Any], bytes | None]:
+        self.limiter.acquire(cancel)
         self.stats.add(requests=1)
         try:
             response = self.session.get(url, params=[*params, ("api_key", self._key)], timeout=self.timeout)
@@ -235,14 +259,27 @@ class EIAClient:
             requests.exceptions.InvalidURL,
             requests.exceptions.InvalidSchema,
             requests.exceptions.MissingSchema,
-        ) as exc:
-            raise ConfigError(f"GRIDPULSE_EIA_URL is not a usable URL: {self._clean(exc)}") from None
+        ):
+            raise ConfigError(
+                f"GRIDPULSE_EIA_URL {self.base_url!r} is not a usable URL (like https://api.eia.gov/v2)"
+            ) from None
         except requests.RequestException as exc:
-            raise EIARetryableError(f"{type(exc).__name__}: {self._clean(exc)}") from None
+            raise EIARetryableError(f"{type(exc).__name__}: {self._network_reason(exc)}") from None
         return self._check_response(response)
 
     def _clean(self, exc: BaseException | str) -> str:
         return redact(str(exc), self._key)
+
+    def _network_reason(self, exc: requests.RequestException) -> str:
+        """What went wrong on the wire, in a few words: requests' own text repeats the whole URL
+        and the exception chain, which made the error line five terminal lines long."""
+        if isinstance(exc, requests.exceptions.Timeout):
+            return f"no answer within {self.timeout[1]:g} s"
+        text = str(exc)
+        for needle, reason in _NETWORK_REASONS:
+            if needle in text:
+                return reason
+        return shorten(self._clean(_URL_IN_ERROR.sub("", text)), 80)
 
     def _check_response(self, response: requests.Response) -> tuple[dict[str, Any], bytes | None]:
         status = response.status_code
@@ -253,12 +290,13 @@ class EIAClient:
         code, message = _error_message(body)
         if status == 403 or code.startswith("API_KEY"):
             detail = message or response.reason or "forbidden"
-            raise EIAKeyError(f"EIA rejected the API key ({code or status}): {self._clean(detail)}")
+            said = shorten(self._clean(detail).split(". ")[0].rstrip("."), 60)  # EIA's first sentence
+            raise EIAKeyError(f"EIA rejected the API key: {said} ({code or status}); check EIA_API_KEY")
         if status == 429 or status >= 500:
             raise EIARetryableError(f"HTTP {status}" + (f": {self._clean(message)}" if message else ""))
         if status >= 400:
             raise EIARequestError(
-                f"EIA rejected the request (HTTP {status}): {self._clean(message or response.reason)}"
+                f"EIA rejected the request (HTTP {status}): {shorten(self._clean(message or response.reason), 100)}"
             )
         if body is None:
             raise EIARetryableError("truncated or invalid JSON body")
@@ -269,9 +307,11 @@ class EIAClient:
             raise EIARetryableError("response has no data list")
         return strip_key(body), strip_key_bytes(response.content, self._key)
 
-    def _get_page(self, route: Route, params: list[tuple[str, str]]) -> Page:
+    def _get_page(
+        self, route: Route, params: list[tuple[str, str]], cancel: threading.Event | None = None
+    ) -> Page:
         try:
-            body, raw = self._get_json(self.url(route), params)
+            body, raw = self._get_json(self.url(route), params, cancel)
         except EIARetryableError as exc:
             raise EIAUnavailableError(
                 f"EIA API at {self.base_url} failed {self.max_tries} times for {route.name}: {exc}"
@@ -292,14 +332,16 @@ class EIAClient:
         facets: Mapping[str, Sequence[str]],
         start: datetime,
         end_inclusive: datetime,
+        cancel: threading.Event | None = None,
     ) -> list[Page]:
         """Return every page of one window; each row appears once across the pages.
 
         Pages are requested with a full-key sort; if `total` moves between pages the data
-        changed under us and the whole window is fetched again.
+        changed under us and the whole window is fetched again. Setting `cancel` (from another
+        thread) abandons the window with stopping.Cancelled at the next wait.
         """
         for attempt in range(MAX_WINDOW_RESTARTS + 1):
-            pages = self._fetch_pages(route, facets, start, end_inclusive)
+            pages = self._fetch_pages(route, facets, start, end_inclusive, cancel)
             if pages is not None:
                 return _drop_duplicates(route, pages, self.stats)
             if attempt == MAX_WINDOW_RESTARTS:
@@ -324,13 +366,14 @@ class EIAClient:
         facets: Mapping[str, Sequence[str]],
         start: datetime,
         end_inclusive: datetime,
+        cancel: threading.Event | None = None,
     ) -> list[Page] | None:
         """Fetch a window page by page; None when the data moved and the window must restart."""
         pages: list[Page] = []
         offset, total = 0, None
         while total is None or offset < total:
             params = build_params(route, facets, start, end_inclusive, offset, self.page_size)
-            page = self._get_page(route, params)
+            page = self._get_page(route, params, cancel)
             if total is not None and page.total != total:
                 return None
             total = page.total
@@ -371,7 +414,7 @@ def _drop_duplicates(route: Route, pages: list[Page], stats: ClientStats) -> lis
         page.rows = kept
     if dropped:
         stats.add(duplicates=dropped)
-        log.warning("%s: dropped %d duplicate rows repeated across pages", route.name, dropped)
+        log.warning("%s: dropped %s repeated across pages", route.name, plural(dropped, "duplicate row"))
     return pages
 
 
