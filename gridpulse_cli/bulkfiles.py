@@ -118,9 +118,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from gridpulse_cli.catalog import KNOWN_FUELS, series_id
-from gridpulse_cli.errors import InputFormatError
+from gridpulse_cli.catalog import KNOWN_FUELS, MAX_CODE_LENGTH, is_code, series_id
+from gridpulse_cli.errors import InputFormatError, quote
 from gridpulse_cli.normalize import OBSERVATION_COLUMNS, empty_observations
+from gridpulse_cli.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -306,8 +307,10 @@ def _observation_chunks(path: Path, plan: _Plan, chunk_rows: int) -> Iterator[pd
         if len(frame):
             yield frame
     if seen.dropped:
-        log.warning("%s: dropped %d repeated (%s, hour) row(s)", path, seen.dropped, _key_name(plan))
-    log.info("%s: %s file, %d rows -> %d observations", path, plan.layout, rows, observations)
+        log.warning("%s: dropped %s", path, plural(seen.dropped, f"repeated ({_key_name(plan)}, hour) row"))
+    log.info(
+        "%s: %s file, %s -> %s", path, plan.layout, plural(rows, "row"), plural(observations, "observation")
+    )
 
 
 def _key_name(plan: _Plan) -> str:
@@ -391,15 +394,23 @@ class _SeenKeys:
 
 
 def _text_codes(
-    column: pd.Series, name: str, source: str, first_line: int
+    column: pd.Series, name: str, source: str, first_line: int, eia_codes: bool = False
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.object_]]:
-    """Return per-row codes and the stripped distinct texts of a text column; an empty cell is an error."""
+    """Return per-row codes and the stripped distinct texts of a text column; an empty cell is an
+    error, and so, with `eia_codes`, is a text that cannot be an EIA-930 code (it becomes a series ID)."""
     codes, uniques = pd.factorize(column.to_numpy(dtype=object, na_value=""))
     texts = np.array([str(u).strip() for u in uniques], dtype=object)
     empty = np.flatnonzero(texts == "")
     if len(empty):
         position = int(np.flatnonzero(codes == empty[0])[0])
         raise InputFormatError(f"{source}:{first_line + position}: empty {name}")
+    bad = [i for i, text in enumerate(texts) if not is_code(text)] if eia_codes else []
+    if bad:
+        position = int(np.flatnonzero(codes == bad[0])[0])
+        raise InputFormatError(
+            f"{source}:{first_line + position}: {name} {quote(texts[bad[0]])} is not an EIA-930 code "
+            f"(1 to {MAX_CODE_LENGTH} letters, digits or _)"
+        )
     return codes.astype(np.intp), texts
 
 
@@ -411,7 +422,7 @@ def _hours(column: pd.Series, source: str, first_line: int) -> npt.NDArray[np.in
     if bad.any():
         position = int(np.flatnonzero(codes == np.flatnonzero(bad)[0])[0])
         raise InputFormatError(
-            f"{source}:{first_line + position}: {UTC_END} {texts[codes[position]]!r} "
+            f"{source}:{first_line + position}: {UTC_END} {quote(texts[codes[position]])} "
             f"is not like {UTC_EXAMPLE!r}"
         )
     stamps = parsed.astype("datetime64[ns]").to_numpy().astype(np.int64)
@@ -419,7 +430,7 @@ def _hours(column: pd.Series, source: str, first_line: int) -> npt.NDArray[np.in
     if off_hour.any():
         position = int(np.flatnonzero(codes == np.flatnonzero(off_hour)[0])[0])
         raise InputFormatError(
-            f"{source}:{first_line + position}: {UTC_END} {texts[codes[position]]!r} is not on the hour"
+            f"{source}:{first_line + position}: {UTC_END} {quote(texts[codes[position]])} is not on the hour"
         )
     return np.asarray(stamps[codes], dtype=np.int64)
 
@@ -445,12 +456,14 @@ def _chunk_observations(
     """Return the observations of one chunk of rows (rows already seen in the file are dropped)."""
     if chunk.empty:
         return empty_observations()
-    area_codes, areas = _text_codes(chunk[plan.area], BA, source, first_line)
+    area_codes, areas = _text_codes(chunk[plan.area], BA, source, first_line, eia_codes=True)
     if plan.other is None:
         entity_codes, entity_area, entity_other = area_codes, areas, None
         entity_names = areas
     else:
-        other_codes, others = _text_codes(chunk[plan.other], canonical_column(plan.other), source, first_line)
+        other_codes, others = _text_codes(
+            chunk[plan.other], canonical_column(plan.other), source, first_line, eia_codes=True
+        )
         pairs = area_codes.astype(np.int64) * len(others) + other_codes
         codes, unique_pairs = pd.factorize(pairs)
         entity_codes = codes.astype(np.intp)

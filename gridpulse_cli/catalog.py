@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from importlib import resources
 
-from gridpulse_cli.errors import UsageError
+from gridpulse_cli.errors import UsageError, quote
 
 MVP_BAS: tuple[str, ...] = ("PJM", "CISO", "MISO", "ERCO", "SWPP")
 
@@ -86,6 +86,7 @@ SUBBA_DATA = Route(
     "region-sub-ba-data", "parent", ("period", "parent", "subba"), datetime(2018, 7, 1, tzinfo=UTC)
 )
 ROUTES: dict[str, Route] = {r.name: r for r in (REGION_DATA, FUEL_TYPE_DATA, INTERCHANGE_DATA, SUBBA_DATA)}
+FIRST_HOUR: datetime = min(r.history_start for r in ROUTES.values())  # EIA-930's first hour ending
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,7 @@ def resolve_bas(values: Sequence[str] | None, default: Sequence[str] = MVP_BAS) 
             valid = ", ".join(sorted(known))
             aliases = ", ".join(f"{a}={c}" for a, c in sorted(ALIASES.items()))
             raise UsageError(
-                f"unknown BA '{item}'{_suggest(upper, known | set(ALIASES))}; "
+                f"unknown BA {quote(item)}{_suggest(upper, known | set(ALIASES))}; "
                 f"valid: all, {valid}; aliases: {aliases}"
             )
         codes.append(code)
@@ -236,7 +237,7 @@ def resolve_datasets(values: Sequence[str] | None) -> list[str]:
         name = item.lower()
         if name not in DATASETS:
             raise UsageError(
-                f"unknown dataset '{item}'{_suggest(name, DATASETS)}; valid: all, {', '.join(DATASETS)}"
+                f"unknown dataset {quote(item)}{_suggest(name, DATASETS)}; valid: all, {', '.join(DATASETS)}"
             )
         names.append(name)
     return [name for name in DATASETS if name in names]
@@ -244,11 +245,23 @@ def resolve_datasets(values: Sequence[str] | None) -> list[str]:
 
 # ---- EIA series IDs -------------------------------------------------------------------------
 
+# Every EIA-930 code (BA, region, sub-BA, fuel) is a few letters or digits; the limits keep a
+# malformed input from storing megabyte-long "codes".
+MAX_CODE_LENGTH = 16
+MAX_SERIES_ID_LENGTH = 64
+_CODE = rf"[A-Za-z0-9_]{{1,{MAX_CODE_LENGTH}}}"
+_CODE_RE = re.compile(_CODE)
+
 _SUFFIX = {"demand": "D", "forecast": "DF", "generation": "NG", "total-interchange": "TI"}
 _SERIES_RE = re.compile(
-    r"^EBA\.(?P<area>[A-Z0-9_]+)-(?P<other>[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*)"
-    r"\.(?P<kind>D|DF|NG|TI|ID)(?:\.(?P<fuel>[A-Za-z0-9_]+))?\.H$"
+    rf"^EBA\.(?P<area>[A-Z0-9_]{{1,{MAX_CODE_LENGTH}}})-(?P<other>{_CODE}(?:-{_CODE})*)"
+    rf"\.(?P<kind>D|DF|NG|TI|ID)(?:\.(?P<fuel>{_CODE}))?\.H$"
 )
+
+
+def is_code(text: str) -> bool:
+    """Whether `text` can be an EIA-930 code: 1 to 16 letters, digits or underscores."""
+    return _CODE_RE.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
@@ -275,9 +288,11 @@ def series_id(dataset: str, area: str, counterpart: str = "") -> str:
 
 def parse_series_id(text: str) -> SeriesKey:
     """Return the dataset, area and counterpart an EIA series ID names; ValueError if it is not one."""
+    if len(text) > MAX_SERIES_ID_LENGTH:
+        raise ValueError(f"series ID {quote(text, 80)} is longer than {MAX_SERIES_ID_LENGTH} characters")
     match = _SERIES_RE.match(text)
     if not match:
-        raise ValueError(f"not an EIA-930 hourly series ID: {text!r}")
+        raise ValueError(f"not an EIA-930 hourly series ID: {quote(text)}")
     area, other, kind, fuel = match["area"], match["other"], match["kind"], match["fuel"]
     if kind == "ID" and fuel is None:
         return SeriesKey("interchange", area, other)
@@ -288,4 +303,4 @@ def parse_series_id(text: str) -> SeriesKey:
             return SeriesKey(TYPE_CODE_DATASET[kind], area, "")
     elif kind == "D" and fuel is None:
         return SeriesKey("subregion-demand", area, other)
-    raise ValueError(f"not an EIA-930 hourly series ID: {text!r}")
+    raise ValueError(f"not an EIA-930 hourly series ID: {quote(text)}")

@@ -21,6 +21,37 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130
 
 
+QUOTE_LIMIT = 100  # characters of user input an error message shows (a legitimate value is shorter)
+MESSAGE_LIMIT = 1000  # characters of a whole error line (the unknown-BA list of valid codes is ~700)
+
+
+def _shorten(text: object, limit: int) -> tuple[str, str]:
+    """(the start of `text` with control characters escaped, cut to `limit`; a note if it was cut).
+
+    Only the first `limit` characters are looked at, so a 50 MB value costs nothing to quote.
+    """
+    raw = str(text)
+    escaped = "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in raw[:limit]
+    )
+    if len(raw) <= limit and len(escaped) <= limit:
+        return escaped, ""
+    return escaped[:limit] + "…", f" ({len(raw):,} characters)" if len(raw) > limit else ""
+
+
+def quote(text: object, limit: int = QUOTE_LIMIT) -> str:
+    """User input as an error message shows it: `'text'`, on one line, at most `limit` characters
+    (a longer value is cut with `…` and its length given)."""
+    head, note = _shorten(text, limit)
+    return f"'{head}'{note}"
+
+
+def one_line(message: object, limit: int = MESSAGE_LIMIT) -> str:
+    """A message as one printable line of at most `limit` characters (the last line of defence)."""
+    head, note = _shorten(message, limit)
+    return head + note
+
+
 class GridpulseError(Exception):
     """Base class: a condition gridpulse explains in one line."""
 

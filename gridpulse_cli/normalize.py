@@ -22,8 +22,9 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from gridpulse_cli.catalog import KNOWN_FUELS, TYPE_CODE_DATASET, parse_series_id
-from gridpulse_cli.errors import InputFormatError
+from gridpulse_cli.catalog import KNOWN_FUELS, MAX_CODE_LENGTH, TYPE_CODE_DATASET, is_code, parse_series_id
+from gridpulse_cli.errors import InputFormatError, one_line, quote
+from gridpulse_cli.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def row_kind(row: dict[str, Any]) -> str:
         return "fuel-type-data"
     if "type" in row and "respondent" in row:
         return "region-data"
-    raise InputFormatError(f"not an EIA-930 row (no respondent/fromba/subba field): {json.dumps(row)[:120]}")
+    raise InputFormatError(f"not an EIA-930 row (no respondent/fromba/subba field): {quote(json.dumps(row))}")
 
 
 def empty_observations() -> pd.DataFrame:
@@ -73,7 +74,7 @@ def _periods(raw: pd.Series) -> pd.Series:
     except (ValueError, TypeError):
         bad = next((p for p in raw if not _is_hourly_period(p)), raw.iloc[0])
         raise InputFormatError(
-            f"period {bad!r} is not an hourly UTC period (YYYY-MM-DDTHH); "
+            f"period {quote(bad)} is not an hourly UTC period (YYYY-MM-DDTHH); "
             "gridpulse reads frequency=hourly data, not local-hourly"
         ) from None
 
@@ -94,6 +95,25 @@ _KEY_FIELDS = {
     "region-sub-ba-data": ("parent", "subba"),
 }
 _TYPE_SUFFIX = {"demand": "D", "forecast": "DF", "generation": "NG", "total-interchange": "TI"}
+# The fields holding EIA codes (BA, region, sub-BA, fuel): they become series IDs and stored codes.
+_CODE_FIELDS = ("respondent", "fromba", "toba", "parent", "subba", "fueltype")
+
+
+def bad_code(field: str, value: Any) -> str | None:
+    """Why `value` cannot be the EIA code in `field` (None when it can)."""
+    text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
+    if text is not None and is_code(text):
+        return None
+    return f"{field} {quote(value)} is not an EIA-930 code (1 to {MAX_CODE_LENGTH} letters, digits or _)"
+
+
+def _check_codes(kind: str, keys: Iterable[tuple[Any, Any]]) -> None:
+    """Raise InputFormatError for the first (area, counterpart) key holding something not a code."""
+    first, second = _KEY_FIELDS[kind]
+    for area, other in keys:
+        reason = bad_code(first, area) or (None if second == "type" else bad_code(second, other))
+        if reason:
+            raise InputFormatError(f"{kind} rows: {reason}")
 
 
 def normalize_rows(
@@ -146,10 +166,14 @@ def _normalize_kind(kind: str, rows: Sequence[dict[str, Any]], warned: set[str])
     periods, raw_values, keys = _fields(rows, kind)
     # A page holds a few dozen series over many hours: describe each series once, then broadcast.
     codes, uniques = pd.factorize(pd.Series(keys, dtype=object))
+    _check_codes(kind, uniques)  # once per distinct key: rows from EIA as well as from files
     described = [_describe_series(kind, str(area), str(other)) for area, other in uniques]
     unknown = sorted({str(other) for (_, other), d in zip(uniques, described, strict=True) if d is None})
     if unknown:
-        log.warning("skipping region-data rows with unknown type code(s): %s", ", ".join(unknown))
+        log.warning(
+            "skipping region-data rows with unknown type code(s): %s",
+            ", ".join(quote(code, 40) for code in unknown[:20]),
+        )
     if kind == "fuel-type-data":
         new = sorted({str(other) for _, other in uniques} - KNOWN_FUELS - warned)
         if new:
@@ -186,7 +210,7 @@ def drop_duplicate_observations(frame: pd.DataFrame) -> pd.DataFrame:
     """Keep the first row per (series_id, period_end_utc); a repeated key cannot be upserted twice."""
     duplicated = frame.duplicated(["series_id", "period_end_utc"], keep="first")
     if duplicated.any():
-        log.warning("dropped %d repeated (series, hour) rows", int(duplicated.sum()))
+        log.warning("dropped %s", plural(int(duplicated.sum()), "repeated (series, hour) row"))
         frame = frame[~duplicated].reset_index(drop=True)
     return frame
 
@@ -205,6 +229,10 @@ def read_raw_rows(lines: Iterable[str], source: str = "<stdin>") -> Iterator[dic
             raise InputFormatError(f"{source}:{number}: not JSON ({exc.msg})") from None
         if not isinstance(row, dict):
             raise InputFormatError(f"{source}:{number}: expected a JSON object per line (an EIA row)")
+        for field in _CODE_FIELDS:  # checked here too, to name the line
+            reason = bad_code(field, row[field]) if field in row else None
+            if reason:
+                raise InputFormatError(f"{source}:{number}: {reason}")
         yield row
 
 
@@ -260,7 +288,7 @@ def read_observations_csv(
             if [str(c).strip() for c in chunk.columns[:4]] != REQUIRED_COLUMNS:
                 raise InputFormatError(
                     f"{source}: header must start with {','.join(REQUIRED_COLUMNS)} "
-                    f"(got {','.join(map(str, chunk.columns[:4]))!r})"
+                    f"(got {quote(','.join(map(str, chunk.columns[:4])))})"
                 )
             if chunk.empty:
                 continue
@@ -273,7 +301,7 @@ def read_observations_csv(
             f"{source}: empty input; expected CSV with header {','.join(REQUIRED_COLUMNS)}"
         ) from None
     except pd.errors.ParserError as exc:
-        raise InputFormatError(f"{source}: malformed CSV: {str(exc).strip()}") from None
+        raise InputFormatError(f"{source}: malformed CSV: {one_line(str(exc).strip(), 200)}") from None
 
 
 _SERIES_CACHE: dict[str, tuple[str, str, str]] = {}
@@ -292,22 +320,22 @@ def _validate_chunk(
     if periods.isna().any():
         pos = int(np.flatnonzero(periods.isna().to_numpy())[0])
         raise fail(
-            pos, f"period_end_utc {chunk['period_end_utc'].iloc[pos]!r} is not like 2024-01-01T05:00:00Z"
+            pos, f"period_end_utc {quote(chunk['period_end_utc'].iloc[pos])} is not like 2024-01-01T05:00:00Z"
         )
     if (periods.dt.minute != 0).any() or (periods.dt.second != 0).any():
         pos = int(np.flatnonzero(((periods.dt.minute != 0) | (periods.dt.second != 0)).to_numpy())[0])
-        raise fail(pos, f"period_end_utc {chunk['period_end_utc'].iloc[pos]!r} is not on the hour")
+        raise fail(pos, f"period_end_utc {quote(chunk['period_end_utc'].iloc[pos])} is not on the hour")
     raw_values = chunk["value"].str.strip()
     values = pd.to_numeric(raw_values.where(raw_values != ""), errors="coerce")
     unparsable = (values.isna() | ~np.isfinite(values.astype("float64"))) & (raw_values != "")
     if unparsable.any():
         pos = int(np.flatnonzero(unparsable.to_numpy())[0])
-        raise fail(pos, f"value {raw_values.iloc[pos]!r} is not a number (leave it empty when missing)")
+        raise fail(pos, f"value {quote(raw_values.iloc[pos])} is not a number (leave it empty when missing)")
     flags = chunk["quality_flag"].str.strip()
     bad_flags = ~flags.isin(QUALITY_FLAGS)
     if bad_flags.any():
         pos = int(np.flatnonzero(bad_flags.to_numpy())[0])
-        raise fail(pos, f"quality_flag {flags.iloc[pos]!r} is not one of {', '.join(QUALITY_FLAGS)}")
+        raise fail(pos, f"quality_flag {quote(flags.iloc[pos])} is not one of {', '.join(QUALITY_FLAGS)}")
     series = chunk["series_id"].str.strip()
     parts = []
     for sid in series.unique():

@@ -10,10 +10,15 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from gridpulse_cli.errors import UsageError
+from gridpulse_cli.catalog import FIRST_HOUR
+from gridpulse_cli.errors import UsageError, quote
 
 HOUR = timedelta(hours=1)
-_DURATION_RE = re.compile(r"^\s*(\d+)\s*([hdw])\s*$", re.IGNORECASE)
+# Times from EIA-930's first hour to 2100: every window's arithmetic stays in datetime's (and
+# pandas') range, and a mistyped year is an error rather than a crash or a request EIA rejects.
+LATEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+MAX_DURATION_HOURS = 20 * 8766  # 20 years of 365.25 days: longer than EIA-930 has existed
+_DURATION_RE = re.compile(r"^\s*([0-9]+)\s*([hdw])\s*$", re.IGNORECASE)
 _UNITS = {"h": 1, "d": 24, "w": 24 * 7}
 _TIME_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
 
@@ -41,11 +46,18 @@ def floor_hour(moment: datetime) -> datetime:
 def parse_duration(text: str) -> timedelta:
     """Parse `24h`, `7d`, `2w` into a whole number of hours."""
     match = _DURATION_RE.match(text)
-    if not match or int(match[1]) == 0:
+    if match is None or not match[1].lstrip("0"):
         raise UsageError(
-            f"invalid duration '{text}': use a positive number of hours, days or weeks, e.g. 24h, 7d, 2w"
+            f"invalid duration {quote(text)}: use a positive number of hours, days or weeks, e.g. 24h, 7d, 2w"
         )
-    return timedelta(hours=int(match[1]) * _UNITS[match[2].lower()])
+    digits = match[1].lstrip("0")  # int() of thousands of digits is itself an error: check length first
+    hours = int(digits) * _UNITS[match[2].lower()] if len(digits) <= 9 else MAX_DURATION_HOURS + 1
+    if hours > MAX_DURATION_HOURS:
+        raise UsageError(
+            f"duration {quote(text)} is too long: at most 20 years ({MAX_DURATION_HOURS}h, "
+            f"{MAX_DURATION_HOURS // 24}d)"
+        )
+    return timedelta(hours=hours)
 
 
 def parse_time(text: str, option: str = "--from") -> datetime:
@@ -58,8 +70,13 @@ def parse_time(text: str, option: str = "--from") -> datetime:
             continue
         if moment != floor_hour(moment):
             break
+        if not FIRST_HOUR <= moment <= LATEST_TIME:
+            raise UsageError(
+                f"{option} {quote(text)} is out of range: times run from {eia_period(FIRST_HOUR)} "
+                f"(EIA-930's first hour) to {eia_period(LATEST_TIME)} UTC"
+            )
         return moment
-    raise UsageError(f"invalid {option} '{text}': use YYYY-MM-DD or YYYY-MM-DDTHH in UTC, on the hour")
+    raise UsageError(f"invalid {option} {quote(text)}: use YYYY-MM-DD or YYYY-MM-DDTHH in UTC, on the hour")
 
 
 def resolve_window(
@@ -68,11 +85,13 @@ def resolve_window(
     end: str | None,
     now: datetime,
     default_since: str | None = "24h",
+    earliest: datetime | None = None,
 ) -> Window | None:
     """Return the window `--since` or `--from/--to` names, `default_since` if neither is given.
 
     `--since 24h` is the 24 hours whose period ends at or before now. `--from` alone runs to now.
     Returns None only when nothing is given and there is no default (meaning: all time).
+    A window starting before `earliest` (for the commands that ask EIA: its first hour) is an error.
     """
     latest_end = floor_hour(now) + HOUR
     if since and (start or end):
@@ -83,12 +102,18 @@ def resolve_window(
         window = Window(parse_time(start, "--from"), parse_time(end, "--to") if end else latest_end)
         if window.end <= window.start:
             raise UsageError(f"--to {format_utc(window.end)} is not after --from {format_utc(window.start)}")
-        return window
-    if since is None:
-        if default_since is None:
-            return None
-        since = default_since
-    return Window(latest_end - parse_duration(since), latest_end)
+    elif since is None and default_since is None:
+        return None
+    else:
+        duration = parse_duration(str(default_since) if since is None else since)
+        window = Window(latest_end - duration, latest_end)
+    if earliest is not None and window.start < earliest:
+        raise UsageError(
+            f"the window starts at {eia_period(window.start)}, before {eia_period(earliest)}, "
+            f"EIA-930's first hour: EIA has no earlier data (use --from {eia_period(earliest)} "
+            "or a shorter --since)"
+        )
+    return window
 
 
 def format_utc(moment: datetime) -> str:

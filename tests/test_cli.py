@@ -732,6 +732,7 @@ def test_normalize_output_header_is_what_load_reads_and_export_writes(
     empty = runner.invoke(app, ["normalize"], input="")
     assert empty.exit_code == 0, empty.output
     db = f"sqlite:///{tmp_path / 'meta.db'}"
+    assert runner.invoke(app, ["migrate", "--db", db]).exit_code == 0  # export never creates one
     export_empty = runner.invoke(app, ["export", "--db", db])
     assert export_empty.exit_code == 0, export_empty.output
 
