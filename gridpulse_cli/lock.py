@@ -12,12 +12,14 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from gridpulse_cli.errors import LockedError
-from gridpulse_cli.store import Store
+from gridpulse_cli.store import TIME_FORMAT, Store
+from gridpulse_cli.text import short_time
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,12 @@ def _describe_holder(store: Store) -> str:
         return "another gridpulse process"
     if row is None:
         return "another gridpulse process"
-    return f"run {row[0]} ({row[1]}, pid {row[2]} on {row[3]}, started {row[4]})"
+    if isinstance(row[4], datetime):
+        started = row[4].astimezone(UTC)
+    else:
+        started = datetime.strptime(str(row[4]), TIME_FORMAT).replace(tzinfo=UTC)
+    host = str(row[3] or "?").split(".")[0]  # the short name: the error line stays within two lines
+    return f"run {row[0]} ({row[1]}, pid {row[2]} on {host}, since {short_time(started)} UTC)"
 
 
 def _wait(try_lock: Callable[[], bool], timeout: float, store: Store) -> None:
@@ -50,8 +57,8 @@ def _wait(try_lock: Callable[[], bool], timeout: float, store: Store) -> None:
             log.debug("waiting up to %g s for %s to finish", timeout, holder)
         if time.monotonic() - started >= timeout:
             raise LockedError(
-                f"the database is locked by {_describe_holder(store)}; gave up after {timeout:g} s "
-                "(set GRIDPULSE_LOCK_TIMEOUT to wait longer)"
+                f"database locked by {_describe_holder(store)}; waited {timeout:g} s "
+                "(raise GRIDPULSE_LOCK_TIMEOUT to wait longer)"
             )
         time.sleep(POLL_SECONDS)
     if holder is not None:  # said after the wait, so a give-up stays a single error line

@@ -9,9 +9,12 @@ import json
 import logging
 import sys
 import time
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any
 
 from gridpulse_cli.redact import RedactingFilter
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 LOG_FORMATS = ("auto", "plain", "json", "rich")
 
@@ -23,19 +26,56 @@ class UTCFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ")
 
 
+# Structured fields a log call may pass with `extra={...}`; JSON lines carry them as keys, so a
+# log shipper need not parse counts out of the message (plain and rich lines show the message).
+LOG_FIELDS = (
+    "run_id",
+    "status",
+    "chunk",
+    "chunks",
+    "rows",
+    "rows_fetched",
+    "inserted",
+    "revised",
+    "unchanged",
+    "requests",
+    "retries",
+    "elapsed_s",
+    "filled_hours",
+    "missing_hours",
+    "still_missing_hours",
+    "still_missing_series",
+)
+
+
 class JSONFormatter(logging.Formatter):
     converter = time.gmtime  # type: ignore[assignment]
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, Any] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%SZ"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for name in LOG_FIELDS:
+            if name in record.__dict__:
+                entry[name] = record.__dict__[name]
         if record.exc_text:
             entry["exception"] = record.exc_text
-        return json.dumps(entry)
+        return json.dumps(entry, default=str)
+
+
+def rich_console() -> Console | None:
+    """The console the rich log handler writes to, if logging is rich: a progress bar must draw
+    on this same console, so log lines printed while it is live appear above it, not through it."""
+    rich_logging = sys.modules.get("rich.logging")  # not imported: no rich handler (cheap under cron)
+    if rich_logging is None:
+        return None
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, rich_logging.RichHandler):
+            return handler.console
+    return None
 
 
 def setup_logging(

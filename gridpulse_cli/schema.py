@@ -5,7 +5,7 @@ Tables (see docs/schema.md):
     series            one row per EIA series ID (dataset, area, counterpart, units)
     observations      one row per (series, period_end_utc): value_mwh, quality_flag, first/last seen
     revisions         the previous value each time EIA changed a stored one
-    runs              the run ledger: command, window, counts, status, error
+    runs              the run ledger: command, window, counts, status, error, elapsed_s (v3)
     sources           each EIA response (or load input) gzipped, key stripped; rows point to it
     backfill_chunks   (v2) each committed backfill chunk, so a resumed backfill skips it
 
@@ -201,9 +201,15 @@ _V2_POSTGRESQL = (
     "CREATE INDEX backfill_chunks_plan ON backfill_chunks (plan_key)",
 )
 
+# v3: each run's own elapsed seconds (a monotonic clock), so `runs` shows the same duration on both
+# backends: SQLite keeps timestamps to the second, and a pinned GRIDPULSE_NOW makes them equal.
+_V3_SQLITE = ("ALTER TABLE runs ADD COLUMN elapsed_s REAL",)
+_V3_POSTGRESQL = ("ALTER TABLE runs ADD COLUMN elapsed_s DOUBLE PRECISION",)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "series, observations, revisions, runs, sources", _V1_SQLITE, _V1_POSTGRESQL),
     Migration(2, "backfill chunk ledger, run pid/host, revision index", _V2_SQLITE, _V2_POSTGRESQL),
+    Migration(3, "run elapsed seconds", _V3_SQLITE, _V3_POSTGRESQL),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

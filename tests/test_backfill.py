@@ -623,7 +623,7 @@ def test_sigterm_and_sigkill_leave_whole_chunks_and_the_backfill_resumes(
     stub.reset_log()
     result = gp(*args)
     ok(result)
-    assert "marked 1 run(s)" in result.stderr
+    assert "marked 1 run left" in result.stderr
     assert sorted(request_identity(r) for r in stub.requests) == sorted(
         chunk_identity(c) for k, c in by_key.items() if k not in after_kill
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from gridpulse_cli import schema
 from gridpulse_cli import store as store_module
 from gridpulse_cli.errors import SchemaTooNewError
+from gridpulse_cli.runs import list_runs
 from gridpulse_cli.store import Store
 
 NOW = datetime(2024, 2, 1, tzinfo=UTC)
@@ -92,3 +93,29 @@ def test_database_from_a_newer_release_is_refused(sqlite_url: str) -> None:
     engine.dispose()
     with pytest.raises(SchemaTooNewError, match="newer than this gridpulse"):
         Store.open(sqlite_url)
+
+
+def test_runs_recorded_before_v3_keep_their_durations(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """v3 adds runs.elapsed_s (the run's own monotonic time); earlier runs fall back to their
+    timestamps, and `duration_s` is a float to 0.1 s either way, on both backends."""
+    with monkeypatch.context() as patch:
+        patch.setattr(store_module, "MIGRATIONS", schema.MIGRATIONS[:2])
+        patch.setattr(store_module, "SCHEMA_VERSION", 2)
+        old = Store.open(db_url)
+        old_run = old.start_run("ingest", None, ["PJM"], ["demand"], NOW)
+        with old.transaction() as conn:
+            conn.execute(
+                sa.text("UPDATE runs SET status = 'ok', finished_at_utc = :end WHERE run_id = :id"),
+                {"end": old._ts(NOW + timedelta(seconds=90)), "id": old_run},
+            )
+        old.close()
+
+    upgraded = Store.open(db_url)
+    try:
+        new_run = upgraded.start_run("ingest", None, ["PJM"], ["demand"], NOW)
+        upgraded.finish_run(new_run, "ok", NOW, elapsed_s=2.345)
+        durations = {run.run_id: run.duration_s for run in list_runs(upgraded)}
+    finally:
+        upgraded.close()
+    assert durations == {old_run: 90.0, new_run: 2.3}
+    assert all(isinstance(d, float) for d in durations.values())
