@@ -4,10 +4,11 @@ PY := $(VENV)/bin/python
 
 .PHONY: install test lint fmt bench ingest clean
 
-$(VENV)/bin/gridpulse: pyproject.toml
+# Keyed on pytest, not gridpulse: the quick start's venv has gridpulse without the dev tools.
+$(VENV)/bin/pytest: pyproject.toml
 	python3 -m venv $(VENV) && $(VENV)/bin/pip install -q -e '.[dev]' && touch $@
 
-install: $(VENV)/bin/gridpulse
+install: $(VENV)/bin/pytest
 
 test: install
 	$(VENV)/bin/pytest

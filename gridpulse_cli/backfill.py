@@ -19,7 +19,9 @@ from gridpulse_cli.catalog import DATASETS, REGION_DATA, ROUTES, neighbours, par
 from gridpulse_cli.eia import PAGE_SIZE, EIAClient
 from gridpulse_cli.gaps import Gap, find_gaps, gap_windows
 from gridpulse_cli.pipeline import Chunk, ProgressCallback, RunReport, run_recorded
+from gridpulse_cli.stopping import StopSignal
 from gridpulse_cli.store import Store
+from gridpulse_cli.text import plural, short_hour
 from gridpulse_cli.windows import Window, format_utc, split_window
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,7 @@ def run_backfill(
     restart: bool = False,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     progress: ProgressCallback | None = None,
+    stop: StopSignal | None = None,
 ) -> RunReport:
     """Fetch and load every chunk of the range not already committed by this same backfill."""
     key = plan_key(bas, datasets, window.start, end_as_given)
@@ -104,10 +107,10 @@ def run_backfill(
     todo = [c for c in chunks if chunk_key(c) not in done]
     if done:
         log.info(
-            "resuming backfill %s: %d of %d chunks already committed",
+            "resuming backfill %s: %d of %s already committed",
             key,
             len(chunks) - len(todo),
-            len(chunks),
+            plural(len(chunks), "chunk"),
         )
     return run_recorded(
         store,
@@ -121,6 +124,7 @@ def run_backfill(
         now=now,
         progress=progress,
         ledger=lambda c: (chunk_key(c), key),
+        stop=stop,
     )
 
 
@@ -173,6 +177,49 @@ class GapFillReport:
     def filled_hours(self) -> int:
         return sum(g.hours for g in self.before) - sum(g.hours for g in self.after)
 
+    def log_fields(self) -> dict[str, int]:
+        """The summary's numbers as structured log fields (keys in logs.LOG_FIELDS)."""
+        return {
+            "filled_hours": self.filled_hours,
+            "missing_hours": sum(g.hours for g in self.before),
+            "still_missing_hours": sum(g.hours for g in self.after),
+            "still_missing_series": len({g.series_id for g in self.after}),
+        }
+
+    def summary_lines(self, full_list: str, examples: int = 5) -> list[str]:
+        """What was filled; what is still missing, grouped by BA and dataset, largest first (at
+        most `examples` groups: a month of gaps is hundreds of runs); where the full list is."""
+        fields = self.log_fields()
+        first = f"filled {self.filled_hours:,} of {plural(fields['missing_hours'], 'missing hour')}"
+        if not self.after:
+            return [first]
+        first += (
+            f"; {plural(fields['still_missing_hours'], 'hour')} in "
+            f"{plural(fields['still_missing_series'], 'series', 'series')} still missing upstream"
+        )
+        groups: dict[tuple[str, str], list[Gap]] = {}
+        for gap in self.after:
+            key = parse_series_id(gap.series_id)
+            groups.setdefault((key.area, key.dataset), []).append(gap)
+        ranked = sorted(groups.items(), key=lambda item: (-sum(g.hours for g in item[1]), item[0]))
+        lines = [first]
+        for (area, dataset), gaps in ranked[:examples]:
+            series = len({g.series_id for g in gaps})
+            start, end = min(g.first_missing for g in gaps), max(g.last_missing for g in gaps)
+            lines.append(
+                f"still missing: {area} {dataset}: {plural(sum(g.hours for g in gaps), 'hour')} in "
+                f"{plural(series, 'series', 'series')}, {_short(start)}..{_short(end)}"
+            )
+        if len(ranked) > examples:
+            lines.append(f"still missing: and {plural(len(ranked) - examples, 'more BA/dataset group')}")
+        lines.append(f"run `{full_list}` for the full list")
+        return lines
+
+
+def _short(stamp: str) -> str:
+    """'2024-03-02T08:00:00Z' as '2024-03-02T08Z'."""
+    return short_hour(datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC))
+
 
 def run_gap_backfill(
     store: Store,
@@ -184,6 +231,7 @@ def run_gap_backfill(
     workers: int = DEFAULT_WORKERS,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     progress: ProgressCallback | None = None,
+    stop: StopSignal | None = None,
 ) -> GapFillReport:
     """Re-fetch exactly the gap windows, then say what was filled and what EIA still lacks."""
     before = find_gaps(store, bas, datasets, window, now())
@@ -203,6 +251,7 @@ def run_gap_backfill(
         workers=workers,
         now=now,
         progress=progress,
+        stop=stop,
     )
     after = find_gaps(store, bas, datasets, window, now())
     return GapFillReport(before, after, run)

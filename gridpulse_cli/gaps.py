@@ -23,7 +23,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from gridpulse_cli.catalog import DATASETS, balancing_authorities, parse_series_id
+from gridpulse_cli.report import Column
 from gridpulse_cli.store import Store, series_query
+from gridpulse_cli.text import short_hour
 from gridpulse_cli.windows import HOUR, Window, floor_hour, format_utc
 
 NEW_SERIES_AFTER = timedelta(days=7)
@@ -42,6 +44,26 @@ class Gap:
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def table_row(self) -> list[str]:
+        """The row under TABLE_COLUMNS: hours as 2024-03-02T08Z, so the series ID always fits."""
+        return [
+            self.series_id,
+            short_hour(_utc(self.first_missing)),
+            short_hour(_utc(self.last_missing)),
+            f"{self.hours:,}",
+            self.reason,
+        ]
+
+
+# `gridpulse gaps` in 80 columns: series IDs, hours and counts are never cut.
+TABLE_COLUMNS = [
+    Column("series_id"),
+    Column("first_missing"),
+    Column("last_missing"),
+    Column("hours", align="right"),
+    Column("reason"),
+]
 
 
 @dataclass(frozen=True)

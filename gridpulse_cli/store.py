@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote as quote_path
 
 import numpy as np
 import pandas as pd
@@ -26,6 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from gridpulse_cli.catalog import area_type
 from gridpulse_cli.errors import DatabaseError, SchemaTooNewError
 from gridpulse_cli.schema import MIGRATIONS, SCHEMA_VERSION, TIMESCALE_CHUNK_INTERVAL, timescale_statements
+from gridpulse_cli.stopping import STOP
 from gridpulse_cli.store_pg import (
     copy_new_observations,
     copy_to_staging,
@@ -60,18 +64,26 @@ class LoadCounts:
 
 
 def display_url(url: str) -> str:
-    """The database URL with any password hidden."""
+    """The database URL with any password hidden, as a user writes it (no `+psycopg2`)."""
     try:
-        return sa.make_url(url).render_as_string(hide_password=True)
+        parsed = sa.make_url(url)
+        return parsed.set(drivername=parsed.get_backend_name()).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
         return url
 
 
+# libpq repeats the host and port the URL already names: 'connection to server at "127.0.0.1",
+# port 1 failed: Connection refused'; keep what failed, in one short line.
+_PG_HOST_PREFIX = re.compile(r'^connection to server at "[^"]*"(?: \([^)]*\))?, port \d+ failed: ')
+
+
 def describe_db_error(exc: BaseException) -> str:
-    """One line from a driver error: the first line of its message."""
+    """One short line from a driver error: the first line of its message."""
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip().splitlines()
-    return text[0] if text else type(orig).__name__
+    if not text:
+        return type(orig).__name__
+    return _PG_HOST_PREFIX.sub("", text[0]).replace("FATAL:  ", "").strip()
 
 
 class Store:
@@ -85,30 +97,46 @@ class Store:
     # ---- opening and migrating -------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str, migrate: bool = True) -> Store:
-        """Connect (creating a SQLite file's folder) and bring the schema up to date."""
+    def open(cls, url: str, migrate: bool = True, read_only: bool = False) -> Store:
+        """Connect (creating a SQLite file's folder) and bring the schema up to date.
+
+        `read_only` (every reading command) creates, migrates and writes nothing: SQLite opens
+        the file read-only, PostgreSQL sessions are read-only. No database there, or one without
+        this gridpulse's schema version, is a one-line DatabaseError.
+        """
         parsed = sa.make_url(url)
         if parsed.drivername in ("postgresql", "postgres"):  # SQLAlchemy 2.1 would pick psycopg 3
             parsed = parsed.set(drivername="postgresql+psycopg2")
             url = parsed.render_as_string(hide_password=False)
+        shown, engine_url = display_url(url), sa.make_url(url)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            _prepare_sqlite_path(Path(parsed.database))
+            if not read_only:
+                _prepare_sqlite_path(Path(parsed.database))
+            elif "uri" not in parsed.query:  # (a URL that is already a SQLite URI is used as written)
+                path = Path(parsed.database).absolute()
+                shown, engine_url = str(path), _read_only_sqlite_url(path)
         kwargs: dict[str, Any] = {}
         if parsed.get_backend_name() == "postgresql":
             kwargs["connect_args"] = {"connect_timeout": 10, "application_name": "gridpulse"}
-        engine = sa.create_engine(url, **kwargs)
+        engine = sa.create_engine(engine_url, **kwargs)
         if engine.dialect.name == "sqlite":
-            sa.event.listen(engine, "connect", _sqlite_connect)
+            sa.event.listen(engine, "connect", _sqlite_connect_read_only if read_only else _sqlite_connect)
             sa.event.listen(engine, "begin", _sqlite_begin)
+        elif read_only:
+            sa.event.listen(engine, "connect", _postgresql_read_only)
         store = cls(engine)
         try:
             with engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
-            if migrate:
+                version = store.schema_version(conn) if read_only else SCHEMA_VERSION
+            if migrate and not read_only:
                 store.migrate()
         except sa.exc.SQLAlchemyError as exc:
             engine.dispose()
-            raise DatabaseError(f"cannot use database {display_url(url)}: {describe_db_error(exc)}") from None
+            raise DatabaseError(f"cannot use database {shown}: {describe_db_error(exc)}") from None
+        if version != SCHEMA_VERSION:
+            engine.dispose()
+            raise _schema_mismatch(version, shown)
         return store
 
     def close(self) -> None:
@@ -165,7 +193,9 @@ class Store:
         in between, instead of waiting for it.
         """
         try:
-            with self.engine.connect() as conn:
+            # A signal must not land between BEGIN and COMMIT (a half-closed SQLite connection
+            # keeps the write lock): it is deferred until the transaction has ended.
+            with STOP.shielded(), self.engine.connect() as conn:
                 conn.execution_options(sqlite_immediate=True)
                 with conn.begin():
                     yield conn
@@ -227,12 +257,33 @@ class Store:
                 conn.execute(
                     sa.text(
                         "UPDATE runs SET status = 'interrupted', finished_at_utc = :now, "
-                        "error = 'the process ended without recording an outcome (killed?)' "
+                        "error = 'ended without recording an outcome (killed, or lost the database)' "
                         "WHERE status = 'running'"
                     ),
                     {"now": self._ts(now)},
                 ).rowcount
             )
+
+    def add_run_progress(
+        self, conn: Connection, run_id: int | None, fetched: int, counts: LoadCounts
+    ) -> None:
+        """Add committed work to a running run's counts, inside that work's transaction."""
+        if run_id is None:
+            return
+        conn.execute(
+            sa.text(
+                "UPDATE runs SET rows_fetched = rows_fetched + :fetched, "
+                "rows_inserted = rows_inserted + :inserted, rows_revised = rows_revised + :revised, "
+                "rows_unchanged = rows_unchanged + :unchanged WHERE run_id = :run_id"
+            ),
+            {
+                "fetched": fetched,
+                "inserted": counts.inserted,
+                "revised": counts.revised,
+                "unchanged": counts.unchanged,
+                "run_id": run_id,
+            },
+        )
 
     def finish_run(
         self,
@@ -245,15 +296,17 @@ class Store:
         requests: int = 0,
         retries: int = 0,
         error: str | None = None,
+        elapsed_s: float | None = None,
     ) -> None:
-        """Record how a run ended."""
+        """Record how a run ended (`elapsed_s`: its own monotonic-clock duration)."""
         counts = counts or LoadCounts()
         with self.transaction() as conn:
             conn.execute(
                 sa.text(
                     "UPDATE runs SET status = :status, finished_at_utc = :finished, rows_fetched = :fetched, "
                     "rows_inserted = :inserted, rows_revised = :revised, rows_unchanged = :unchanged, "
-                    "requests = :requests, retries = :retries, error = :error WHERE run_id = :run_id"
+                    "requests = :requests, retries = :retries, error = :error, elapsed_s = :elapsed "
+                    "WHERE run_id = :run_id"
                 ),
                 {
                     "status": status,
@@ -265,6 +318,7 @@ class Store:
                     "requests": requests,
                     "retries": retries,
                     "error": error,
+                    "elapsed": elapsed_s,
                     "run_id": run_id,
                 },
             )
@@ -640,6 +694,40 @@ def _now_text() -> str:
     return datetime.now(UTC).strftime(TIME_FORMAT)
 
 
+def _no_database(where: str) -> DatabaseError:
+    return DatabaseError(
+        f"no gridpulse database at {where} (run gridpulse ingest, or check --db / GRIDPULSE_DATABASE_URL)"
+    )
+
+
+def _schema_mismatch(version: int, where: str) -> DatabaseError:
+    """Why a reader cannot use a database of this schema version (it never migrates one)."""
+    if version == 0:
+        return _no_database(where)
+    if version > SCHEMA_VERSION:
+        return SchemaTooNewError(
+            f"database schema version {version} is newer than this gridpulse supports "
+            f"({SCHEMA_VERSION}); upgrade gridpulse"
+        )
+    return DatabaseError(
+        f"the gridpulse database at {where} has schema version {version}, older than this gridpulse's "
+        f"({SCHEMA_VERSION}): run `gridpulse migrate` to upgrade it"
+    )
+
+
+def _read_only_sqlite_url(path: Path) -> sa.URL:
+    """A URL opening an existing SQLite file read-only (SQLite refuses every write); never creates one."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise _no_database(str(path)) from None
+    except OSError as exc:
+        raise DatabaseError(f"cannot open database {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise DatabaseError(f"database path {path} is a directory, not a file")
+    return sa.URL.create("sqlite", database=f"file:{quote_path(str(path))}?mode=ro", query={"uri": "true"})
+
+
 def _prepare_sqlite_path(path: Path) -> None:
     """Create the database folder; explain an unwritable location in one line."""
     try:
@@ -661,6 +749,20 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB: bulk upserts touch many B-tree pages
     cursor.execute("PRAGMA foreign_keys=OFF")
     cursor.close()
+
+
+def _sqlite_connect_read_only(dbapi_connection: Any, _record: Any) -> None:
+    # No journal-mode pragma: that would write to the file (and a reader never needs it).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA cache_size=-65536")
+    cursor.close()
+
+
+def _postgresql_read_only(dbapi_connection: Any, _record: Any) -> None:
+    # Every transaction of the session is READ ONLY: the server refuses any write or DDL.
+    dbapi_connection.set_session(readonly=True)
 
 
 def _sqlite_begin(conn: Connection) -> None:

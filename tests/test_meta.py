@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,3 +35,31 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_ci_starts_postgresql_when_down() -> None:
     ci_script = (ROOT / ".ci" / "run").read_text()
     assert "pg_ctlcluster --skip-systemctl-redirect" in ci_script
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_make_test_installs_the_dev_tools_into_a_quick_start_venv(tmp_path: Path) -> None:
+    """The quick start's venv has gridpulse but not pytest: `make test` must install the dev extras."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "gridpulse").touch()  # newer than pyproject.toml
+
+    def planned() -> str:
+        return subprocess.run(
+            ["make", "-n", "test", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+
+    assert "pip install -q -e '.[dev]'" in planned()
+    (venv / "bin" / "pytest").touch()
+    later = (ROOT / "pyproject.toml").stat().st_mtime + 10
+    os.utime(venv / "bin" / "pytest", (later, later))
+    assert planned().splitlines() == [f"{venv}/bin/pytest"]  # installed: nothing but the tests
+
+
+def test_readme_runs_the_gap_backfill_when_gaps_check_finds_gaps() -> None:
+    """`gaps --check` exits 8 when it finds gaps: the backfill belongs after `||`, not `&&`."""
+    readme = (ROOT / "README.md").read_text()
+    chained = [line for line in readme.splitlines() if re.search(r"gaps\b.*--check.*backfill", line)]
+    assert chained, "the README shows the gaps-then-backfill line"
+    for line in chained:
+        assert "&&" not in line and re.search(r"--check\s*\|\|\s*gridpulse backfill --gaps", line), line
