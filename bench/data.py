@@ -48,7 +48,7 @@ def observation_chunks(
             {
                 "series_id": [names[i][0] for i in s_idx],
                 "period_end_utc": START + pd.to_timedelta(h_idx, unit="h"),
-                "value": values,
+                "value_mwh": values,
                 "quality_flag": "good",
                 "dataset": [names[i][1] for i in s_idx],
                 "area": [names[i][2] for i in s_idx],

@@ -76,7 +76,7 @@ def naive_phase(backend: str, rows: int, workdir: Path) -> None:
             {
                 "series_key": chunk["series_id"].map(keys),
                 "period_end_utc": chunk["period_end_utc"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "value_mwh": chunk["value"],
+                "value_mwh": chunk["value_mwh"],
                 "quality_flag": chunk["quality_flag"],
             }
         )

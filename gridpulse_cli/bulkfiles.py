@@ -9,7 +9,7 @@ EIA publishes every half year of EIA-930 as three CSV files (Grid Monitor "sixMo
     EIA930_INTERCHANGE_<year>_<half>.csv             one row per BA, neighbour and hour
     EIA930_SUBREGION_<year>_<half>.csv               one row per BA, sub-region and hour
 
-`read_bulk_file` turns any of them into observation frames (`normalize.OBSERVATION_COLUMNS`) with
+`read_bulk_file` turns any of them into observation frames (`normalize.FRAME_COLUMNS`) with
 EIA's series IDs, exactly as `normalize.normalize_rows` does for API rows:
 
     BALANCE      Demand (MW)                     -> EBA.{BA}-ALL.D.H
@@ -120,7 +120,7 @@ import pandas as pd
 
 from gridpulse_cli.catalog import KNOWN_FUELS, MAX_CODE_LENGTH, is_code, series_id
 from gridpulse_cli.errors import InputFormatError, quote
-from gridpulse_cli.normalize import OBSERVATION_COLUMNS, empty_observations
+from gridpulse_cli.normalize import FRAME_COLUMNS, empty_observations
 from gridpulse_cli.text import plural
 
 log = logging.getLogger(__name__)
@@ -525,11 +525,11 @@ def _assemble(
         {
             "series_id": ids[measure_codes * len(entity_area) + entities],
             "period_end_utc": pd.DatetimeIndex(stamps[rows].view("datetime64[ns]"), tz="UTC"),
-            "value": np.concatenate([part.values for part in parts]),
+            "value_mwh": np.concatenate([part.values for part in parts]),
             "quality_flag": np.concatenate([part.flags for part in parts]),
             "dataset": np.array([m.dataset for m in measures], dtype=object)[measure_codes],
             "area": entity_area[entities],
             "counterpart": counterparts,
         }
     )
-    return frame[OBSERVATION_COLUMNS]
+    return frame[FRAME_COLUMNS]

@@ -6,7 +6,7 @@ import csv
 from collections.abc import Sequence
 from typing import IO
 
-from gridpulse_cli.normalize import OBSERVATION_COLUMNS, format_value
+from gridpulse_cli.normalize import CSV_COLUMNS, format_value
 from gridpulse_cli.store import Store
 from gridpulse_cli.windows import Window
 
@@ -20,7 +20,7 @@ def export_csv(
 ) -> int:
     """Write stored observations sorted by series_id then time; return the row count."""
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(OBSERVATION_COLUMNS)
+    writer.writerow(CSV_COLUMNS)
     count = 0
     for batch in store.iter_observations(window, bas, datasets):
         writer.writerows(

@@ -28,16 +28,11 @@ from gridpulse_cli.text import plural
 
 log = logging.getLogger(__name__)
 
-OBSERVATION_COLUMNS = [
-    "series_id",
-    "period_end_utc",
-    "value",
-    "quality_flag",
-    "dataset",
-    "area",
-    "counterpart",
-]
-REQUIRED_COLUMNS = OBSERVATION_COLUMNS[:4]
+# The observation frame: what normalize produces and the store loads (units and zone in the names).
+FRAME_COLUMNS = ["series_id", "period_end_utc", "value_mwh", "quality_flag", "dataset", "area", "counterpart"]
+# The observation CSV (`normalize`, `export`, `load`): the interface DESIGN.md fixes, `value` in MWh.
+CSV_COLUMNS = ["series_id", "period_end_utc", "value", "quality_flag", "dataset", "area", "counterpart"]
+REQUIRED_COLUMNS = CSV_COLUMNS[:4]
 QUALITY_FLAGS = ("good", "missing", "estimated", "suspect")
 PERIOD_FORMAT = "%Y-%m-%dT%H"
 CSV_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -57,9 +52,9 @@ def row_kind(row: dict[str, Any]) -> str:
 
 
 def empty_observations() -> pd.DataFrame:
-    frame = pd.DataFrame({column: pd.Series(dtype=object) for column in OBSERVATION_COLUMNS})
+    frame = pd.DataFrame({column: pd.Series(dtype=object) for column in FRAME_COLUMNS})
     frame["period_end_utc"] = pd.Series(dtype="datetime64[ns, UTC]")
-    frame["value"] = pd.Series(dtype="float64")
+    frame["value_mwh"] = pd.Series(dtype="float64")
     return frame
 
 
@@ -197,7 +192,7 @@ def _normalize_kind(kind: str, rows: Sequence[dict[str, Any]], warned: set[str])
         {
             "series_id": rows_of[:, 0],
             "period_end_utc": period,
-            "value": finite,
+            "value_mwh": finite,
             "quality_flag": np.where(np.isnan(finite), "missing", "good").astype(object),
             "dataset": rows_of[:, 1],
             "area": rows_of[:, 2],
@@ -250,11 +245,11 @@ def write_observations_csv(frame: pd.DataFrame, out: IO[str], header: bool = Tru
     """Write observations as CSV (the export format)."""
     writer = csv.writer(out, lineterminator="\n")
     if header:
-        writer.writerow(OBSERVATION_COLUMNS)
+        writer.writerow(CSV_COLUMNS)
     if frame.empty:
         return
     times = frame["period_end_utc"].dt.strftime(CSV_TIME_FORMAT)
-    values = [format_value(v) for v in frame["value"].to_numpy(dtype="float64")]
+    values = [format_value(v) for v in frame["value_mwh"].to_numpy(dtype="float64")]
     writer.writerows(
         zip(
             frame["series_id"],
@@ -354,7 +349,7 @@ def _validate_chunk(
         {
             "series_id": series.to_numpy(dtype=object),
             "period_end_utc": periods.array,
-            "value": values.astype("float64").to_numpy(),
+            "value_mwh": values.astype("float64").to_numpy(),
             "quality_flag": flags.to_numpy(dtype=object),
         }
     ).astype({"period_end_utc": "datetime64[ns, UTC]"})

@@ -484,7 +484,7 @@ class Store:
         with or revise, so it goes straight in; anything else through staging and the merge."""
         # as_unit: pandas may hold s, ms, us or ns resolution; the COPY needs microseconds
         period_us = to_pg_micros(frame["period_end_utc"].dt.tz_convert("UTC").dt.as_unit("us").array.asi8)
-        values = frame["value"].to_numpy(dtype="float64")
+        values = frame["value_mwh"].to_numpy(dtype="float64")
         flags = frame["quality_flag"].to_numpy(dtype=object)
         spans = frame["period_end_utc"].groupby(codes).agg(["min", "max"])
         if none_stored(
@@ -518,7 +518,7 @@ class Store:
         last_revision = conn.exec_driver_sql("SELECT coalesce(max(revision_id), 0) FROM revisions").scalar()
         stamp = self._ts(now)
         periods = _period_texts(frame["period_end_utc"])
-        values = frame["value"].to_numpy(dtype="float64")
+        values = frame["value_mwh"].to_numpy(dtype="float64")
         value_list = [None if v != v else v for v in values.tolist()]
         source_list = [None if s < 0 else s for s in sources.tolist()]
         conn.exec_driver_sql(

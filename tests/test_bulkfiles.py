@@ -15,7 +15,7 @@ import pytest
 
 from gridpulse_cli.bulkfiles import canonical_column, detect_layout, read_bulk_file
 from gridpulse_cli.errors import InputFormatError
-from gridpulse_cli.normalize import OBSERVATION_COLUMNS, drop_duplicate_observations, normalize_rows
+from gridpulse_cli.normalize import FRAME_COLUMNS, drop_duplicate_observations, normalize_rows
 from gridpulse_cli.store import Store
 
 DATA = Path(__file__).parent / "data" / "bulk"
@@ -149,7 +149,7 @@ def test_canonical_column_mends_eia_header_typos() -> None:
 
 def test_aec_excerpt_gives_the_api_series() -> None:
     frame = read_all(AEC)
-    assert list(frame.columns) == OBSERVATION_COLUMNS
+    assert list(frame.columns) == FRAME_COLUMNS
     assert sorted(frame["series_id"].unique()) == [
         "EBA.AEC-ALL.D.H",
         "EBA.AEC-ALL.DF.H",
@@ -196,10 +196,10 @@ def test_aec_values_as_published_with_thousands_separators() -> None:
         "EBA.AEC-ALL.NG.OTH.H": 5.0,
     }
     for sid, value in expected.items():
-        assert cell(frame, sid, "2020-07-01T06:00:00Z")["value"] == value
-    assert cell(frame, "EBA.AEC-ALL.DF.H", "2020-07-01T13:00:00Z")["value"] == 1061.0
-    assert cell(frame, "EBA.AEC-ALL.DF.H", "2020-07-01T14:00:00Z")["value"] == 1170.0
-    assert cell(frame, "EBA.AEC-ALL.NG.WAT.H", "2020-07-01T07:00:00Z")["value"] == 0.0
+        assert cell(frame, sid, "2020-07-01T06:00:00Z")["value_mwh"] == value
+    assert cell(frame, "EBA.AEC-ALL.DF.H", "2020-07-01T13:00:00Z")["value_mwh"] == 1061.0
+    assert cell(frame, "EBA.AEC-ALL.DF.H", "2020-07-01T14:00:00Z")["value_mwh"] == 1170.0
+    assert cell(frame, "EBA.AEC-ALL.NG.WAT.H", "2020-07-01T07:00:00Z")["value_mwh"] == 0.0
 
 
 def test_fuels_a_ba_never_has_make_no_series() -> None:
@@ -217,15 +217,15 @@ def test_aeci_interchange_excerpt() -> None:
     frame = read_all(AECI)
     assert len(frame) == 9
     first = cell(frame, "EBA.AECI-MISO.ID.H", "2022-01-01T07:00:00Z")
-    assert (first["value"], first["dataset"], first["area"], first["counterpart"]) == (
+    assert (first["value_mwh"], first["dataset"], first["area"], first["counterpart"]) == (
         -391.0,
         "interchange",
         "AECI",
         "MISO",
     )
-    assert cell(frame, "EBA.AECI-SPA.ID.H", "2022-01-01T07:00:00Z")["value"] == 114.0
-    assert cell(frame, "EBA.AECI-TVA.ID.H", "2022-01-01T08:00:00Z")["value"] == 231.0
-    assert cell(frame, "EBA.AECI-MISO.ID.H", "2022-01-01T09:00:00Z")["value"] == -276.0
+    assert cell(frame, "EBA.AECI-SPA.ID.H", "2022-01-01T07:00:00Z")["value_mwh"] == 114.0
+    assert cell(frame, "EBA.AECI-TVA.ID.H", "2022-01-01T08:00:00Z")["value_mwh"] == 231.0
+    assert cell(frame, "EBA.AECI-MISO.ID.H", "2022-01-01T09:00:00Z")["value_mwh"] == -276.0
     assert set(frame["quality_flag"]) == {"good"}
 
 
@@ -233,14 +233,14 @@ def test_subregion_demand() -> None:
     frame = read_all(PJM_SUB)
     assert len(frame) == 6
     ae = cell(frame, "EBA.PJM-AE.D.H", "2022-01-01T05:00:00Z")
-    assert (ae["value"], ae["dataset"], ae["area"], ae["counterpart"]) == (
+    assert (ae["value_mwh"], ae["dataset"], ae["area"], ae["counterpart"]) == (
         1021.0,
         "subregion-demand",
         "PJM",
         "AE",
     )
     empty = cell(frame, "EBA.PJM-DOM.D.H", "2022-01-01T06:00:00Z")
-    assert np.isnan(empty["value"]) and empty["quality_flag"] == "missing"
+    assert np.isnan(empty["value_mwh"]) and empty["quality_flag"] == "missing"
 
 
 # ---- the post-2024-H2 BALANCE layout -----------------------------------------------------------
@@ -267,13 +267,13 @@ def test_post_2024_layout_maps_the_split_fuels_to_api_codes() -> None:
         "UNK",
     }
     hour = "2024-07-01T08:00:00Z"
-    assert cell(frame, "EBA.CISO-ALL.NG.WAT.H", hour)["value"] == 3101.0  # hydro excluding pumped storage
-    assert cell(frame, "EBA.CISO-ALL.NG.PS.H", hour)["value"] == -212.0
-    assert cell(frame, "EBA.CISO-ALL.NG.BAT.H", hour)["value"] == 1874.0
-    assert cell(frame, "EBA.CISO-ALL.NG.WND.H", hour)["value"] == 2734.0
-    assert cell(frame, "EBA.CISO-ALL.NG.WNB.H", hour)["value"] == 41.0
-    assert cell(frame, "EBA.CISO-ALL.NG.GEO.H", hour)["value"] == 822.0
-    assert cell(frame, "EBA.CISO-ALL.D.H", hour)["value"] == 24981.0
+    assert cell(frame, "EBA.CISO-ALL.NG.WAT.H", hour)["value_mwh"] == 3101.0  # hydro excluding pumped storage
+    assert cell(frame, "EBA.CISO-ALL.NG.PS.H", hour)["value_mwh"] == -212.0
+    assert cell(frame, "EBA.CISO-ALL.NG.BAT.H", hour)["value_mwh"] == 1874.0
+    assert cell(frame, "EBA.CISO-ALL.NG.WND.H", hour)["value_mwh"] == 2734.0
+    assert cell(frame, "EBA.CISO-ALL.NG.WNB.H", hour)["value_mwh"] == 41.0
+    assert cell(frame, "EBA.CISO-ALL.NG.GEO.H", hour)["value_mwh"] == 822.0
+    assert cell(frame, "EBA.CISO-ALL.D.H", hour)["value_mwh"] == 24981.0
     assert "EBA.CISO-ALL.NG.COL.H" not in set(frame["series_id"])  # CISO reports no coal
 
 
@@ -283,12 +283,12 @@ def test_post_2024_typo_headers_still_mark_series_that_exist() -> None:
     frame = read_all(CISO_2024)
     for sid in ("EBA.CISO-ALL.NG.SNB.H", "EBA.CISO-ALL.NG.PS.H"):
         row = cell(frame, sid, "2024-07-01T09:00:00Z")
-        assert np.isnan(row["value"]) and row["quality_flag"] == "missing"
+        assert np.isnan(row["value_mwh"]) and row["quality_flag"] == "missing"
 
 
 def test_imputed_storage_value_stays_as_reported_and_is_estimated() -> None:
     row = cell(read_all(CISO_2024), "EBA.CISO-ALL.NG.BAT.H", "2024-07-01T10:00:00Z")
-    assert (row["value"], row["quality_flag"]) == (-9000.0, "estimated")
+    assert (row["value_mwh"], row["quality_flag"]) == (-9000.0, "estimated")
 
 
 # ---- quality flags, empty cells, duplicates --------------------------------------------------
@@ -297,19 +297,19 @@ def test_imputed_storage_value_stays_as_reported_and_is_estimated() -> None:
 def test_hours_eia_imputed_are_estimated_and_keep_the_reported_value() -> None:
     frame = read_all(FLAGS)
     demand = cell(frame, "EBA.SEC-ALL.D.H", "2020-07-01T06:00:00Z")  # reported 0, imputed 1,010
-    assert (demand["value"], demand["quality_flag"]) == (0.0, "estimated")
+    assert (demand["value_mwh"], demand["quality_flag"]) == (0.0, "estimated")
     gas = cell(frame, "EBA.SEC-ALL.NG.NG.H", "2020-07-01T05:00:00Z")  # reported 300, imputed 310
-    assert (gas["value"], gas["quality_flag"]) == (300.0, "estimated")
+    assert (gas["value_mwh"], gas["quality_flag"]) == (300.0, "estimated")
     coal = cell(frame, "EBA.SEC-ALL.NG.COL.H", "2020-07-01T05:00:00Z")
-    assert (coal["value"], coal["quality_flag"]) == (900.0, "good")
+    assert (coal["value_mwh"], coal["quality_flag"]) == (900.0, "good")
 
 
 def test_empty_reported_cells_are_missing() -> None:
     frame = read_all(FLAGS)
     demand = cell(frame, "EBA.SEC-ALL.D.H", "2020-07-01T05:00:00Z")  # empty; EIA imputed 1,050
-    assert np.isnan(demand["value"]) and demand["quality_flag"] == "missing"
+    assert np.isnan(demand["value_mwh"]) and demand["quality_flag"] == "missing"
     forecast = cell(frame, "EBA.SEC-ALL.DF.H", "2020-07-01T06:00:00Z")  # empty while demand exists
-    assert np.isnan(forecast["value"]) and forecast["quality_flag"] == "missing"
+    assert np.isnan(forecast["value_mwh"]) and forecast["quality_flag"] == "missing"
 
 
 def test_generation_only_ba_gets_no_demand_or_forecast_series() -> None:
@@ -320,15 +320,15 @@ def test_generation_only_ba_gets_no_demand_or_forecast_series() -> None:
 
 def test_noon_and_midnight_on_the_twelve_hour_clock() -> None:
     frame = read_all(FLAGS)
-    assert cell(frame, "EBA.SEC-ALL.D.H", "2020-07-01T12:00:00Z")["value"] == 1210.0  # 12:00:00 PM
-    assert cell(frame, "EBA.SEC-ALL.D.H", "2020-07-02T00:00:00Z")["value"] == 1290.0  # 12:00:00 AM
+    assert cell(frame, "EBA.SEC-ALL.D.H", "2020-07-01T12:00:00Z")["value_mwh"] == 1210.0  # 12:00:00 PM
+    assert cell(frame, "EBA.SEC-ALL.D.H", "2020-07-02T00:00:00Z")["value_mwh"] == 1290.0  # 12:00:00 AM
 
 
 def test_a_repeated_hour_in_a_file_keeps_the_first_row(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="gridpulse_cli.bulkfiles"):
         frame = read_all(FLAGS)
-    assert cell(frame, "EBA.SEC-ALL.DF.H", "2020-07-01T05:00:00Z")["value"] == 1100.0  # not 9,999
-    assert cell(frame, "EBA.SEC-ALL.NG.COL.H", "2020-07-01T05:00:00Z")["value"] == 900.0
+    assert cell(frame, "EBA.SEC-ALL.DF.H", "2020-07-01T05:00:00Z")["value_mwh"] == 1100.0  # not 9,999
+    assert cell(frame, "EBA.SEC-ALL.NG.COL.H", "2020-07-01T05:00:00Z")["value_mwh"] == 900.0
     assert "dropped 1 repeated (BA, hour) row" in caplog.text
 
 
@@ -337,7 +337,7 @@ def test_a_repeated_hour_in_a_file_keeps_the_first_row(caplog: pytest.LogCapture
 def test_chunks_are_observation_frames_with_keys_unique_across_the_file(path: Path, chunk_rows: int) -> None:
     frames = list(read_bulk_file(path, chunk_rows=chunk_rows))
     for frame in frames:
-        assert list(frame.columns) == OBSERVATION_COLUMNS
+        assert list(frame.columns) == FRAME_COLUMNS
         assert set(frame["quality_flag"]) <= {"good", "missing", "estimated"}
     whole = pd.concat(frames, ignore_index=True)
     assert not whole.duplicated(["series_id", "period_end_utc"]).any()

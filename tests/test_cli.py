@@ -34,7 +34,7 @@ from gridpulse_cli import __version__
 from gridpulse_cli.catalog import DATASETS, MVP_BAS
 from gridpulse_cli.cli import app
 from gridpulse_cli.errors import ExitCode
-from gridpulse_cli.normalize import OBSERVATION_COLUMNS, REQUIRED_COLUMNS
+from gridpulse_cli.normalize import CSV_COLUMNS, REQUIRED_COLUMNS
 from gridpulse_cli.windows import Window
 from tests.conftest import TEST_KEY
 from tests.eia_stub import (
@@ -723,7 +723,7 @@ def test_every_command_has_help_text(runner: CliRunner) -> None:
 def test_normalize_output_header_is_what_load_reads_and_export_writes(
     runner: CliRunner, tmp_path: Path
 ) -> None:
-    assert REQUIRED_COLUMNS == HEADER == OBSERVATION_COLUMNS[:4]
+    assert REQUIRED_COLUMNS == HEADER == CSV_COLUMNS[:4]
     sample = samples_dir() / "gridemissions-apirows-region-data-allBA-2022-07-10T00_2022-07-11T00.csv"
     rows = load_sample_rows("region-data")[:50] if sample.exists() else []
     raw = "".join(json.dumps(row) + "\n" for row in rows) or GOOD_RAW

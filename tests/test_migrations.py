@@ -62,7 +62,7 @@ def test_previous_release_database_upgrades_in_place(db_url: str, monkeypatch: p
         {
             "series_id": ["EBA.CISO-ALL.D.H"],
             "period_end_utc": pd.to_datetime(["2024-01-01T05:00:00Z"]),
-            "value": [25100.0],
+            "value_mwh": [25100.0],
             "quality_flag": ["good"],
             "dataset": ["demand"],
             "area": ["CISO"],

@@ -30,7 +30,8 @@ from gridpulse_cli.catalog import (
 )
 from gridpulse_cli.errors import InputFormatError, UsageError
 from gridpulse_cli.normalize import (
-    OBSERVATION_COLUMNS,
+    CSV_COLUMNS,
+    FRAME_COLUMNS,
     normalize_rows,
     read_observations_csv,
     read_raw_rows,
@@ -98,7 +99,7 @@ def subba(period: str, parent: str, sub: str, value: Any) -> dict[str, Any]:
 def as_records(frame: pd.DataFrame) -> dict[tuple[str, datetime], tuple[float, str]]:
     return {
         (s, t.to_pydatetime()): (v, q)
-        for s, t, v, q in frame[["series_id", "period_end_utc", "value", "quality_flag"]].itertuples(
+        for s, t, v, q in frame[["series_id", "period_end_utc", "value_mwh", "quality_flag"]].itertuples(
             index=False
         )
     }
@@ -120,7 +121,7 @@ def test_series_ids_for_all_four_routes() -> None:
         subba(p, "CISO", "PGAE", "8"),
     ]
     frame = normalize_rows(rows)
-    assert list(frame.columns) == OBSERVATION_COLUMNS
+    assert list(frame.columns) == FRAME_COLUMNS
     assert frame[["series_id", "dataset", "area", "counterpart"]].values.tolist() == [
         ["EBA.CISO-ALL.D.H", "demand", "CISO", ""],
         ["EBA.CISO-ALL.DF.H", "forecast", "CISO", ""],
@@ -131,7 +132,7 @@ def test_series_ids_for_all_four_routes() -> None:
         ["EBA.CISO-MEX.ID.H", "interchange", "CISO", "MEX"],
         ["EBA.CISO-PGAE.D.H", "subregion-demand", "CISO", "PGAE"],
     ]
-    assert frame["value"].tolist() == [1, 2, 3, -4, 5, -6, 7, 8]
+    assert frame["value_mwh"].tolist() == [1, 2, 3, -4, 5, -6, 7, 8]
     for sid, dataset, area, counterpart in frame[["series_id", "dataset", "area", "counterpart"]].values:
         assert parse_series_id(sid) == SeriesKey(dataset, area, counterpart)
 
@@ -172,7 +173,7 @@ def test_period_end_utc_is_the_hour_ending_instant() -> None:
 )
 def test_string_and_numeric_values(raw: Any, value: float | None, flag: str) -> None:
     frame = normalize_rows([region("2024-01-01T05", "ERCO", "D", raw)])
-    got = frame["value"].iloc[0]
+    got = frame["value_mwh"].iloc[0]
     if value is None:
         assert math.isnan(got)
     else:
@@ -184,9 +185,9 @@ def test_mixed_value_types_in_one_batch() -> None:
     values = ["-3", ".3", "4225.3001", 12, None, "abc", 1956]
     rows = [region(f"2024-01-01T{h:02d}", "MISO", "NG", v) for h, v in enumerate(values)]
     frame = normalize_rows(rows)
-    assert frame["value"].tolist()[:4] == [-3.0, 0.3, 4225.3001, 12.0]
-    assert np.isnan(frame["value"].iloc[4]) and np.isnan(frame["value"].iloc[5])
-    assert frame["value"].iloc[6] == 1956.0
+    assert frame["value_mwh"].tolist()[:4] == [-3.0, 0.3, 4225.3001, 12.0]
+    assert np.isnan(frame["value_mwh"].iloc[4]) and np.isnan(frame["value_mwh"].iloc[5])
+    assert frame["value_mwh"].iloc[6] == 1956.0
     assert frame["quality_flag"].tolist() == ["good"] * 4 + ["missing"] * 2 + ["good"]
 
 
@@ -199,7 +200,7 @@ def test_unknown_fuel_code_is_stored_and_warned_once(caplog: pytest.LogCaptureFi
     second = normalize_rows([fuel("2024-11-01T01", "CISO", "XYZ", "11")], warned)
     assert first["series_id"].tolist() == ["EBA.CISO-ALL.NG.XYZ.H", "EBA.CISO-ALL.NG.BAT.H"]
     assert second["series_id"].tolist() == ["EBA.CISO-ALL.NG.XYZ.H"]
-    assert first["value"].tolist() == [10.0, -20.0] and second["value"].tolist() == [11.0]
+    assert first["value_mwh"].tolist() == [10.0, -20.0] and second["value_mwh"].tolist() == [11.0]
     messages = [r.getMessage() for r in caplog.records if "XYZ" in r.getMessage()]
     assert len(messages) == 1
     assert not any("BAT" in r.getMessage() for r in caplog.records)  # known since late 2024
@@ -222,7 +223,7 @@ def test_duplicates_are_dropped_with_a_warning(caplog: pytest.LogCaptureFixture)
     caplog.set_level(logging.WARNING, logger="gridpulse_cli.normalize")
     rows = [region("2024-01-01T05", "PJM", "D", "100"), region("2024-01-01T05", "PJM", "D", "101")]
     frame = normalize_rows([*rows, region("2024-01-01T06", "PJM", "D", "102")])
-    assert frame["value"].tolist() == [100.0, 102.0]  # the first occurrence wins
+    assert frame["value_mwh"].tolist() == [100.0, 102.0]  # the first occurrence wins
     assert any("dropped 1 repeated" in r.getMessage() for r in caplog.records)
 
 
@@ -266,10 +267,10 @@ def test_rows_that_are_not_eia930_rows_are_rejected() -> None:
 
 def test_no_rows_give_an_empty_frame_with_the_columns() -> None:
     frame = normalize_rows([])
-    assert list(frame.columns) == OBSERVATION_COLUMNS and frame.empty
+    assert list(frame.columns) == FRAME_COLUMNS and frame.empty
     buf = io.StringIO()
     write_observations_csv(frame, buf)
-    assert buf.getvalue() == ",".join(OBSERVATION_COLUMNS) + "\n"
+    assert buf.getvalue() == ",".join(CSV_COLUMNS) + "\n"
 
 
 def test_generated_subba_rows() -> None:
@@ -277,7 +278,7 @@ def test_generated_subba_rows() -> None:
     frame = normalize_rows(rows)
     assert len(frame) == 48
     assert set(frame["series_id"]) == {"EBA.ERCO-COAS.D.H", "EBA.ERCO-FWES.D.H"}
-    assert frame["value"].tolist() == [float(r["value"]) for r in rows]
+    assert frame["value_mwh"].tolist() == [float(r["value"]) for r in rows]
 
 
 TYPE_DATASET = {"D": "demand", "DF": "forecast", "NG": "generation", "TI": "total-interchange"}
@@ -318,7 +319,7 @@ def _key_tuple(key: SeriesKey) -> tuple[str, str, str]:
 def test_real_sample_rows_keep_negatives_and_decimals() -> None:
     region_frame = normalize_rows(load_sample_rows("region-data"))
     fuel_frame = normalize_rows(load_sample_rows("fuel-type-data"))
-    assert int((region_frame["value"] < 0).sum()) == 831
+    assert int((region_frame["value_mwh"] < 0).sum()) == 831
     recorded = as_records(region_frame)
     assert recorded[("EBA.LGEE-ALL.D.H", utc(2022, 7, 10, 2))] == (4225.3001, "good")
     assert as_records(fuel_frame)[("EBA.LGEE-ALL.NG.SUN.H", utc(2022, 7, 10, 1))] == (0.3, "good")
@@ -361,7 +362,7 @@ def test_csv_round_trip_is_exact() -> None:
     frame = normalize_rows(rows)
     text, back = _round_trip(frame)
     lines = text.splitlines()
-    assert lines[0] == ",".join(OBSERVATION_COLUMNS) and lines[0].startswith(HEADER)
+    assert lines[0] == ",".join(CSV_COLUMNS) and lines[0].startswith(HEADER)
     assert lines[1] == "EBA.CISO-ALL.D.H,2024-01-01T00:00:00Z,-3,good,demand,CISO,"
     assert "EBA.CISO-ALL.D.H,2024-01-01T01:00:00Z,,missing,demand,CISO," in lines
     assert "EBA.CISO-ALL.NG.H,2024-01-01T00:00:00Z,0.3,good,generation,CISO," in lines
@@ -380,7 +381,7 @@ def test_csv_round_trip_of_real_rows_in_chunks() -> None:
 def test_csv_extra_columns_and_spaces_are_allowed() -> None:
     text = f"{HEADER},note\nEBA.PJM-ALL.D.H, 2024-01-01T05:00:00Z, 90000.5 ,good,hello\n"
     (chunk,) = list(read_observations_csv(io.StringIO(text)))
-    assert chunk["value"].tolist() == [90000.5]
+    assert chunk["value_mwh"].tolist() == [90000.5]
     assert chunk[["dataset", "area", "counterpart"]].values.tolist() == [["demand", "PJM", ""]]
 
 

@@ -54,7 +54,7 @@ def frame(rows: Sequence[tuple[str, int, float | None] | tuple[str, int, float |
             {
                 "series_id": sid,
                 "period_end_utc": hour(offset),
-                "value": float("nan") if value is None else float(value),
+                "value_mwh": float("nan") if value is None else float(value),
                 "quality_flag": flag,
                 "dataset": key.dataset,
                 "area": key.area,
@@ -63,7 +63,7 @@ def frame(rows: Sequence[tuple[str, int, float | None] | tuple[str, int, float |
         )
     out = pd.DataFrame.from_records(records)
     out["period_end_utc"] = pd.to_datetime(out["period_end_utc"], utc=True)
-    out["value"] = out["value"].astype("float64")
+    out["value_mwh"] = out["value_mwh"].astype("float64")
     return out
 
 
@@ -210,7 +210,7 @@ def test_changed_value_is_a_revision_keeping_the_old_one(store: Store) -> None:
 
     run2 = store.start_run("ingest", None, ["PJM"], ["demand"], RUN_AT_2)
     changed = data.copy()
-    changed.loc[3, "value"] = 4242.5
+    changed.loc[3, "value_mwh"] = 4242.5
     counts = upsert(store, changed, run2, RUN_AT_2)
     assert (counts.inserted, counts.revised, counts.unchanged) == (0, 1, len(data) - 1)
     assert count(store, "observations") == len(data)
@@ -220,7 +220,7 @@ def test_changed_value_is_a_revision_keeping_the_old_one(store: Store) -> None:
         {
             "series_id": sid,
             "period_end_utc": stamp(hour(offset)),
-            "old_value_mwh": data.loc[3, "value"],
+            "old_value_mwh": data.loc[3, "value_mwh"],
             "new_value_mwh": 4242.5,
             "old_quality_flag": "good",
             "new_quality_flag": "good",
