@@ -14,10 +14,10 @@ test: install
 	$(VENV)/bin/pytest
 
 lint: install
-	$(VENV)/bin/ruff check gridpulse_cli tests bench && $(VENV)/bin/ruff format --check gridpulse_cli && $(VENV)/bin/mypy
+	$(VENV)/bin/ruff check gridpulse_cli tests testing bench && $(VENV)/bin/ruff format --check gridpulse_cli && $(VENV)/bin/mypy
 
 fmt: install
-	$(VENV)/bin/ruff format gridpulse_cli tests bench && $(VENV)/bin/ruff check --fix gridpulse_cli tests bench
+	$(VENV)/bin/ruff format gridpulse_cli tests testing bench && $(VENV)/bin/ruff check --fix gridpulse_cli tests testing bench
 
 bench: install
 	$(PY) -m bench.run

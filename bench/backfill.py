@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from bench.common import ROOT, fresh_database, run_gridpulse, stored_rows
 from gridpulse_cli.catalog import MVP_BAS
-from tests.eia_stub import EIAStub, make_fuel_rows, make_interchange_rows, make_region_rows
+from testing.eia_stub import EIAStub, make_fuel_rows, make_interchange_rows, make_region_rows
 
 KEY = "bench-key-not-secret"
 YEAR = (datetime(2023, 1, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, 0, tzinfo=UTC))  # inclusive hour-ending
@@ -83,6 +83,24 @@ def request_stats(stub: EIAStub) -> dict[str, Any]:
     }
 
 
+def naive_save(engine: sa.Engine, route: str, key: str, data: pd.DataFrame) -> None:
+    """One page the naive way: series IDs by string concatenation, to_sql into a temp table, ON CONFLICT."""
+    area = data["fromba"] if route == "interchange-data" else data["respondent"]
+    frame = pd.DataFrame(
+        {
+            "series_id": "EBA." + area + "-" + data[key].astype(str),
+            "period": pd.to_datetime(data["period"], format="%Y-%m-%dT%H", utc=True),
+            "value": pd.to_numeric(data["value"], errors="coerce"),
+        }
+    ).drop_duplicates(["series_id", "period"])
+    with engine.begin() as conn:
+        frame.to_sql("naive_tmp", conn, if_exists="replace", index=False, method="multi", chunksize=1000)
+        conn.exec_driver_sql(
+            "INSERT INTO naive_obs SELECT series_id, period, value FROM naive_tmp "
+            "ON CONFLICT (series_id, period) DO UPDATE SET value = excluded.value"
+        )
+
+
 def naive_backfill(stub: EIAStub, db_url: str, start: str, end: str) -> dict[str, Any]:
     """The original design: one request at a time, period-only sort, DataFrame.to_sql into a temp table, ON CONFLICT."""
     engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg2://"))
@@ -116,22 +134,7 @@ def naive_backfill(stub: EIAStub, db_url: str, start: str, end: str) -> dict[str
             data = pd.DataFrame(body["data"])
             if data.empty:
                 break
-            area = data["fromba"] if route == "interchange-data" else data["respondent"]
-            frame = pd.DataFrame(
-                {
-                    "series_id": "EBA." + area + "-" + data[key].astype(str),
-                    "period": pd.to_datetime(data["period"], format="%Y-%m-%dT%H", utc=True),
-                    "value": pd.to_numeric(data["value"], errors="coerce"),
-                }
-            ).drop_duplicates(["series_id", "period"])
-            with engine.begin() as conn:
-                frame.to_sql(
-                    "naive_tmp", conn, if_exists="replace", index=False, method="multi", chunksize=1000
-                )
-                conn.exec_driver_sql(
-                    "INSERT INTO naive_obs SELECT series_id, period, value FROM naive_tmp "
-                    "ON CONFLICT (series_id, period) DO UPDATE SET value = excluded.value"
-                )
+            naive_save(engine, route, key, data)
             offset += len(data)
             rows_total += len(data)
     elapsed = time.perf_counter() - started

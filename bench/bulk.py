@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import fresh_database, run_gridpulse, stored_rows
-from tests.test_bulkfiles import write_balance_file
+from testing.bulk import write_balance_file
 
 
 def load_file(backend: str, path: Path, workdir: Path) -> dict[str, Any]:

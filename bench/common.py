@@ -77,20 +77,23 @@ class ChildRun:
     stderr: str
 
 
-def run_gridpulse(args: list[str], env: dict[str, str]) -> ChildRun:
-    """`gridpulse ARGS` in a fresh process (plain logs); raises if it fails."""
+def timed_process(
+    command: list[str], env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run one whole process from the repository root; its result and wall seconds. Raises if it fails."""
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, "--log-format", "plain", *args],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
+        command, env={**os.environ, **(env or {})}, cwd=ROOT, capture_output=True, text=True, check=False
     )
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
-        raise RuntimeError(f"gridpulse {args[0]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        raise RuntimeError(f"{' '.join(command[-3:])} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return proc, elapsed
+
+
+def run_gridpulse(args: list[str], env: dict[str, str]) -> ChildRun:
+    """`gridpulse ARGS` in a fresh process (plain logs); raises if it fails."""
+    proc, elapsed = timed_process([sys.executable, "-c", _CHILD, "--log-format", "plain", *args], env)
     rss = next(
         (int(line.split()[1]) / 1024 for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_KB")),
         0.0,
@@ -100,7 +103,7 @@ def run_gridpulse(args: list[str], env: dict[str, str]) -> ChildRun:
 
 def stored_rows(db_url: str) -> int:
     """How many observations a benchmark database holds."""
-    from gridpulse_cli.store import Store
+    from gridpulse_cli.db import Store
 
     store = Store.open(db_url)
     with store.engine.connect() as conn:

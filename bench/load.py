@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from bench.common import fresh_database, peak_rss_mb
 from bench.data import observation_chunks
-from gridpulse_cli.store import LoadCounts, Store
+from gridpulse_cli.db import LoadCounts, Store
 
 CHUNK_ROWS = 100_000
 
@@ -53,6 +53,42 @@ def gridpulse_phases(backend: str, rows: int, workdir: Path) -> None:
     store.close()
 
 
+def naive_statement(backend: str) -> str:
+    """The naive approach's INSERT … ON CONFLICT from its to_sql temp table."""
+    period = "period_end_utc::timestamptz" if backend == "postgresql" else "period_end_utc"
+    now = "now()" if backend == "postgresql" else "'2026-01-01T00:00:00Z'"
+    return (
+        "INSERT INTO observations (series_key, period_end_utc, value_mwh, quality_flag, first_seen_utc, "
+        f"last_changed_utc) SELECT series_key, {period}, value_mwh, quality_flag, {now}, {now} FROM naive_tmp "
+        "WHERE true ON CONFLICT (series_key, period_end_utc) DO UPDATE SET value_mwh = excluded.value_mwh, "
+        "quality_flag = excluded.quality_flag"
+    )
+
+
+def naive_write(store: Store, backend: str, chunk: pd.DataFrame, keys: dict[str, int]) -> int:
+    """One chunk the naive way: DataFrame.to_sql(method="multi") into a temp table, then ON CONFLICT."""
+    frame = pd.DataFrame(
+        {
+            "series_key": chunk["series_id"].map(keys),
+            "period_end_utc": chunk["period_end_utc"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "value_mwh": chunk["value_mwh"],
+            "quality_flag": chunk["quality_flag"],
+        }
+    )
+    with store.engine.begin() as conn:
+        frame.to_sql(
+            "naive_tmp",
+            conn,
+            if_exists="replace",
+            index=False,
+            method="multi",
+            chunksize=1000 if backend == "postgresql" else 200,
+        )
+        written = int(conn.execute(sa.text(naive_statement(backend))).rowcount)
+        conn.exec_driver_sql("DROP TABLE naive_tmp")
+    return written
+
+
 def naive_phase(backend: str, rows: int, workdir: Path) -> None:
     """The original design: DataFrame.to_sql(method="multi") into a temp table, then INSERT … ON CONFLICT."""
     store = Store.open(fresh_database(backend, "gridpulse_bench_naive", workdir))
@@ -60,37 +96,11 @@ def naive_phase(backend: str, rows: int, workdir: Path) -> None:
         keys = store.series_keys(
             conn, pd.concat(list(observation_chunks(rows, CHUNK_ROWS))), datetime.now(UTC)
         )
-    period = "period_end_utc::timestamptz" if backend == "postgresql" else "period_end_utc"
-    now = "now()" if backend == "postgresql" else "'2026-01-01T00:00:00Z'"
-    conflict = (
-        "INSERT INTO observations (series_key, period_end_utc, value_mwh, quality_flag, first_seen_utc, "
-        f"last_changed_utc) SELECT series_key, {period}, value_mwh, quality_flag, {now}, {now} FROM naive_tmp "
-        "WHERE true ON CONFLICT (series_key, period_end_utc) DO UPDATE SET value_mwh = excluded.value_mwh, "
-        "quality_flag = excluded.quality_flag"
-    )
     written = 0
     elapsed = 0.0
     for chunk in observation_chunks(rows, CHUNK_ROWS):
         started = time.perf_counter()
-        frame = pd.DataFrame(
-            {
-                "series_key": chunk["series_id"].map(keys),
-                "period_end_utc": chunk["period_end_utc"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "value_mwh": chunk["value_mwh"],
-                "quality_flag": chunk["quality_flag"],
-            }
-        )
-        with store.engine.begin() as conn:
-            frame.to_sql(
-                "naive_tmp",
-                conn,
-                if_exists="replace",
-                index=False,
-                method="multi",
-                chunksize=1000 if backend == "postgresql" else 200,
-            )
-            written += conn.execute(sa.text(conflict)).rowcount
-            conn.exec_driver_sql("DROP TABLE naive_tmp")
+        written += naive_write(store, backend, chunk, keys)
         elapsed += time.perf_counter() - started
     print(
         json.dumps(

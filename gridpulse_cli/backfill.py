@@ -1,87 +1,36 @@
-"""Backfill: a long range of history, per BA and route, in page-sized chunks, resumable.
+"""`gridpulse backfill` and `backfill --gaps`: history and the missing hours, resumable.
 
-Each chunk is one BA, one route and a time slice expected to fit one 5,000-row page, so chunks
-can be fetched concurrently (one request each, under the shared rate limit) and committed one by
-one. Committed chunks are recorded in `backfill_chunks` with the plan they belong to; running the
-same backfill again skips them, `--restart` forgets them.
+Each backfill chunk (planner.plan_backfill) is one BA, one route and a time slice expected to fit
+one 5,000-row page, so chunks can be fetched concurrently (one request each, under the shared rate
+limit) and committed one by one. Committed chunks are recorded in `backfill_chunks` with the plan
+they belong to; running the same backfill again skips them, `--restart` forgets them. `--gaps`
+re-fetches exactly the gap windows (planner.plan_gap_chunks) and says what is still missing.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from gridpulse_cli.catalog import DATASETS, REGION_DATA, ROUTES, neighbours, parse_series_id, routes_for
-from gridpulse_cli.eia import PAGE_SIZE, EIAClient
-from gridpulse_cli.gaps import Gap, find_gaps, gap_windows
-from gridpulse_cli.pipeline import Chunk, ProgressCallback, RunReport, run_recorded
-from gridpulse_cli.stopping import StopSignal
-from gridpulse_cli.store import Store
+from gridpulse_cli.catalog import parse_series_id
+from gridpulse_cli.engine import Now, ProgressCallback, RunOptions, run_recorded, utc_now
+from gridpulse_cli.gaps import Gap, find_gaps
+from gridpulse_cli.ledger import RunReport
+from gridpulse_cli.planner import chunk_key, plan_backfill, plan_gap_chunks, plan_key
 from gridpulse_cli.text import plural, short_hour
-from gridpulse_cli.windows import Window, format_utc, split_window
+from gridpulse_cli.windows import parse_utc
+
+if TYPE_CHECKING:
+    from gridpulse_cli.db import Store
+    from gridpulse_cli.eia import EIAClient
+    from gridpulse_cli.stopping import StopSignal
+    from gridpulse_cli.windows import Window
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 4
-_SUBBA_ROWS_PER_HOUR = 25  # the largest parents publish ~20 subregions
-
-
-def rows_per_hour(route_name: str, ba: str, type_codes: Sequence[str]) -> int:
-    """An upper estimate of rows per hour for one BA on one route (sizes chunks to one page)."""
-    if route_name == REGION_DATA.name:
-        return max(1, len(type_codes))
-    if route_name == "fuel-type-data":
-        return 10  # 8 classic fuels + storage codes since 2024; a second page is fetched if needed
-    if route_name == "interchange-data":
-        return max(4, len(neighbours(ba)) + 1)
-    return _SUBBA_ROWS_PER_HOUR
-
-
-def plan_backfill(bas: Sequence[str], datasets: Sequence[str], window: Window) -> list[Chunk]:
-    """Chunks of one BA, one route and about one page of hours each, oldest first per series."""
-    chunks: list[Chunk] = []
-    for route, types in routes_for(datasets):
-        route_name = route.name
-        start = max(window.start, route.history_start)
-        if start >= window.end:
-            continue
-        for ba in bas:
-            facets = {route.area_facet: [ba]}
-            if route is REGION_DATA:
-                facets["type"] = list(types)
-            hours = max(1, PAGE_SIZE // rows_per_hour(route_name, ba, types))
-            chunks.extend(
-                Chunk(route, facets, part) for part in split_window(Window(start, window.end), hours)
-            )
-    # Interleave routes and BAs over time so a partial backfill is useful everywhere at once.
-    chunks.sort(key=lambda c: c.window.start)
-    return chunks
-
-
-def chunk_key(chunk: Chunk) -> str:
-    """A stable identity for a chunk: route, facets and window."""
-    text = json.dumps(
-        [
-            chunk.route.name,
-            sorted((k, sorted(v)) for k, v in chunk.facets.items()),
-            format_utc(chunk.window.start),
-            format_utc(chunk.window.end),
-        ]
-    )
-    return hashlib.sha1(text.encode()).hexdigest()
-
-
-def plan_key(bas: Sequence[str], datasets: Sequence[str], start: datetime, end: str) -> str:
-    """Identity of a backfill request, so a re-run with the same arguments resumes it.
-
-    `end` is the `--to` as given ("now" when omitted), so an open-ended backfill resumes too.
-    """
-    text = json.dumps([sorted(bas), sorted(datasets), format_utc(start), end])
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 def run_backfill(
@@ -94,7 +43,7 @@ def run_backfill(
     end_as_given: str,
     workers: int = DEFAULT_WORKERS,
     restart: bool = False,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    now: Now = utc_now,
     progress: ProgressCallback | None = None,
     stop: StopSignal | None = None,
 ) -> RunReport:
@@ -112,57 +61,10 @@ def run_backfill(
             len(chunks) - len(todo),
             plural(len(chunks), "chunk"),
         )
+    options = RunOptions(workers, now, progress, stop)
     return run_recorded(
-        store,
-        client,
-        "backfill",
-        bas,
-        datasets,
-        window,
-        todo,
-        workers=workers,
-        now=now,
-        progress=progress,
-        ledger=lambda c: (chunk_key(c), key),
-        stop=stop,
+        store, client, "backfill", bas, datasets, window, todo, options, lambda c: (chunk_key(c), key)
     )
-
-
-def plan_gap_chunks(gaps: Sequence[Gap]) -> list[Chunk]:
-    """As few page-sized requests as cover every gap: windows merged per route and BA."""
-    windows: dict[tuple[str, str], list[Window]] = {}
-    types: dict[tuple[str, str], set[str]] = {}
-    for dataset_name, area, window in gap_windows(gaps):
-        dataset = DATASETS[dataset_name]
-        key = (dataset.route.name, area)
-        windows.setdefault(key, []).append(window)
-        if dataset.type_code:
-            types.setdefault(key, set()).add(dataset.type_code)
-    chunks: list[Chunk] = []
-    for (route_name, area), parts in sorted(windows.items()):
-        route = ROUTES[route_name]
-        type_codes = sorted(types.get((route_name, area), set()))
-        facets = {route.area_facet: [area]}
-        if route is REGION_DATA:
-            facets["type"] = type_codes
-        hours = max(1, PAGE_SIZE // rows_per_hour(route_name, area, type_codes))
-        for merged in merge_windows(parts, within_hours=hours):
-            chunks.extend(Chunk(route, facets, part) for part in split_window(merged, hours))
-    return chunks
-
-
-def merge_windows(windows: Sequence[Window], within_hours: int = 0) -> list[Window]:
-    """Union of windows; also bridge the hours between two windows when the joined span still
-    fits `within_hours` (one page): one request for scattered gaps beats one request per gap."""
-    merged: list[Window] = []
-    for window in sorted(windows, key=lambda w: w.start):
-        if merged and (
-            window.start <= merged[-1].end or (window.end - merged[-1].start) <= timedelta(hours=within_hours)
-        ):
-            merged[-1] = Window(merged[-1].start, max(merged[-1].end, window.end))
-        else:
-            merged.append(window)
-    return merged
 
 
 @dataclass
@@ -218,7 +120,7 @@ class GapFillReport:
 
 def _short(stamp: str) -> str:
     """'2024-03-02T08:00:00Z' as '2024-03-02T08Z'."""
-    return short_hour(datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC))
+    return short_hour(parse_utc(stamp))
 
 
 def run_gap_backfill(
@@ -229,7 +131,7 @@ def run_gap_backfill(
     window: Window,
     *,
     workers: int = DEFAULT_WORKERS,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    now: Now = utc_now,
     progress: ProgressCallback | None = None,
     stop: StopSignal | None = None,
 ) -> GapFillReport:
@@ -240,18 +142,7 @@ def run_gap_backfill(
     chunks = plan_gap_chunks(before)
     areas = sorted({parse_series_id(g.series_id).area for g in before})
     names = sorted({parse_series_id(g.series_id).dataset for g in before})
-    run = run_recorded(
-        store,
-        client,
-        "backfill --gaps",
-        areas,
-        names,
-        window,
-        chunks,
-        workers=workers,
-        now=now,
-        progress=progress,
-        stop=stop,
-    )
+    options = RunOptions(workers, now, progress, stop)
+    run = run_recorded(store, client, "backfill --gaps", areas, names, window, chunks, options)
     after = find_gaps(store, bas, datasets, window, now())
     return GapFillReport(before, after, run)

@@ -1,17 +1,5 @@
 """EIA's six-month EIA-930 CSV files -> observations: the same series and hours the API path stores.
 
-EIA publishes every half year of EIA-930 as three CSV files (Grid Monitor "sixMonthFiles"):
-
-    EIA930_BALANCE_<year>_<Jan_Jun|Jul_Dec>.csv      one row per BA and hour: demand, day-ahead
-                                                     forecast, net generation, total interchange and
-                                                     net generation by fuel, each as reported,
-                                                     "(Imputed)" and "(Adjusted)"
-    EIA930_INTERCHANGE_<year>_<half>.csv             one row per BA, neighbour and hour
-    EIA930_SUBREGION_<year>_<half>.csv               one row per BA, sub-region and hour
-
-`read_bulk_file` turns any of them into observation frames (`normalize.FRAME_COLUMNS`) with
-EIA's series IDs, exactly as `normalize.normalize_rows` does for API rows:
-
     BALANCE      Demand (MW)                     -> EBA.{BA}-ALL.D.H
                  Demand Forecast (MW)            -> EBA.{BA}-ALL.DF.H
                  Net Generation (MW)             -> EBA.{BA}-ALL.NG.H
@@ -20,89 +8,9 @@ EIA's series IDs, exactly as `normalize.normalize_rows` does for API rows:
     INTERCHANGE  Interchange (MW)                -> EBA.{BA}-{DIBA}.ID.H
     SUBREGION    Demand (MW)                     -> EBA.{BA}-{Sub-Region}.D.H
 
-Time: "UTC Time at End of Hour" (`07/01/2020 6:00:00 AM`) is already hour-ENDING, which is what
-gridpulse stores as `period_end_utc` (the API's `period` 2020-07-01T06 is the same hour). A stamp
-that is not on the hour, or not in that format, is an InputFormatError naming the file and line.
-Numbers carry thousands separators inside quotes ("1,060"); an empty cell is no value.
-
-Which column becomes the value -- reported, not adjusted
--------------------------------------------------------
-The value stored is the REPORTED column (`Demand (MW)`, `Net Generation (MW)`, ...,
-`Net Generation (MW) from Coal`), because that is what the EIA API serves for the same hour, so a
-bulk backfill followed by API ingests of the same hours records no spurious revisions. Evidence:
-
-* domoench/prefect-df, notebooks/bulk_eia_data_extract.ipynb
-  (commit 3be4c6b5e1e8e7b2217af8fd40d7b2156078aa2e) fetched region-data type D for PJM for every
-  hour 2015-07-01T05..2024-06-28T04 (78,839 rows) and compared it with EIA's published per-BA file
-  (gridmonitor/knownissues/xls/PJM.xlsx, the same reported / Imputed / Adjusted columns as the
-  six-month files): the API value equals the reported `D` on every hour, nulls included (194),
-  while `Adjusted D` is filled in where EIA imputed (27 nulls left) -- "The API gives the raw values
-  found in the spreadsheet - not the adjusted values".
-* EIA's column notes (quoted in that notebook): Imputed -- "EIA imputes for anomalous values ... if
-  the value is missing or reported as negative, zero, or at least 1.5 times greater than the maximum
-  of past ... values"; Adjusted -- the reported value, or the imputed one where imputation was
-  required. PUDL names them `demand_reported_mwh` ("Originally reported"), `demand_imputed_eia_mwh`
-  ("with outliers and missing values imputed by EIA") and `demand_adjusted_mwh`
-  (catalyst-cooperative/pudl src/pudl/metadata/fields.py).
-* jdechalendar/gridemissions src/gridemissions/eia_bulk_grid_monitor.py converts these files "to the
-  format that is output by eia_api_v2.scrape" from the reported columns.
-* DESIGN.md §1.9: about 2% of hours are missing from the API, as in the reported columns; the
-  Adjusted columns have those hours filled.
-The direct comparison covers demand; net generation, total interchange and fuel mix have the same
-reported/Imputed/Adjusted structure and are read the same way.
-
-Quality flags: `missing` when the reported cell is empty (or the hour is otherwise without a
-value); `estimated` when a value is present and the "(Imputed)" cell is not empty, meaning EIA
-judged that hour's reported value anomalous and put an estimate in its Adjusted series (the stored
-value stays the reported one the API serves; the flag carries EIA's judgement); `good` otherwise.
-The post-2024-H2 files mark imputation the same way (an "(Imputed)" column per measure).
-
-Which empty cells become observations
--------------------------------------
-Every BALANCE row has a cell for every fuel, and most are empty because the BA has no such fuel
-(AEC has no nuclear); the API has no such series at all. So an empty BALANCE cell becomes a
-`missing` observation only when EIA shows the series exists at that hour: its "(Imputed)" or
-"(Adjusted)" cell is filled (the forecast: the row has demand). An hour for which EIA's file holds
-nothing at all is not emitted, like an hour the API does not publish. INTERCHANGE and SUBREGION rows
-exist only for real pairs, so their empty cells are always `missing` observations.
-
-Layouts (told apart by column names, never positions; header text is compared with whitespace runs
-collapsed and EIA's typo "Solar witho Integrated" read as "Solar with Integrated")
-------------------------------------------------------------------------------------------------
-* BALANCE up to 2024 Jan_Jun: 42 columns, fuels Coal, Natural Gas, Nuclear, All Petroleum Products,
-  Hydropower and Pumped Storage, Solar, Wind, Other Fuel Sources, Unknown Fuel Sources (real header:
-  tests/data/bulk/EIA930_BALANCE_2020_Jul_Dec-AEC-9rows.csv). Files before 2018 Jul_Dec have no
-  fuel columns; they are read the same way.
-* BALANCE from 2024 Jul_Dec: hydro, solar and wind split and storage added -- Hydropower Excluding
-  Pumped Storage, Pumped Storage, Solar without / with Integrated Battery Storage, Wind without /
-  with Integrated Battery Storage, Battery Storage, Other Energy Storage, Unknown Energy Storage,
-  Geothermal. Sources: PUDL's raw column map src/pudl/package_data/eia930/column_maps/balance.csv
-  (column `2024half2`, commit 00255e09b9586dad2705907b3c658f59bdee9cce), public code reading the 2025
-  files by exact header text, and several public readers of EIA930_BALANCE_2024_Jul_Dec.csv that
-  document EIA's header typos "... from Solar witho Integrated Battery Storage (Adjusted)" and
-  "... from Pumped Storage  (Adjusted)" (two spaces). The fuel codes are the API's fuel-type-data
-  codes (BAT, PS, SNB, WNB, OES, UES, GEO).
-* INTERCHANGE: Balancing Authority, Data Date, Hour Number, Directly Interconnected Balancing
-  Authority, Interchange (MW), Local Time at End of Hour, UTC Time at End of Hour, Region,
-  DIBA_Region (real header: tests/data/bulk/EIA930_INTERCHANGE_2022_Jan_Jun-AECI-9rows.csv).
-* SUBREGION: Balancing Authority, Data Date, Hour Number, Sub-Region, Demand (MW), Local Time at
-  End of Hour, UTC Time at End of Hour (PUDL column_maps/subregion.csv).
-A header that holds the required columns of a layout is read as that layout, extra columns and all;
-an unmapped "Net Generation (MW) from ..." column is skipped with a warning.
-
-Duplicates
-----------
-Within one file the first row for a (BA[, neighbour | sub-region], hour) wins; later repeats are
-dropped and counted in a warning, across chunks too, so every key is unique within the file.
-Consecutive six-month files are cut on local dates, so their UTC hours can overlap: a caller that
-combines files de-duplicates across them -- concatenate the frames and pass them through
-`normalize.drop_duplicate_observations` (first occurrence wins, so pass the newest file first), or
-load file by file and let the store's upsert record a changed value as a revision.
-
-Speed: value columns are parsed by pandas' C reader (`thousands=","`), only the needed columns are
-read (`usecols`), rows come in chunks of `chunk_rows`, and times are parsed once per distinct stamp:
-a 300,000-row BALANCE file (3.2M observations) loads in about 2.5 s on a 2-core machine, and memory
-stays flat (one chunk at a time).
+The value is the REPORTED column (what the API serves), flagged `estimated` where EIA imputed;
+"UTC Time at End of Hour" is already hour-ending. Layouts are told apart by column names. Which
+column, which empty cells, the layouts' sources and the evidence: docs/bulk-files.md.
 """
 
 from __future__ import annotations
@@ -122,6 +30,7 @@ from gridpulse_cli.catalog import KNOWN_FUELS, MAX_CODE_LENGTH, is_code, series_
 from gridpulse_cli.errors import InputFormatError, quote
 from gridpulse_cli.normalize import FRAME_COLUMNS, empty_observations
 from gridpulse_cli.text import plural
+from gridpulse_cli.windows import HOUR_NS
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +78,6 @@ FUEL_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 _FLAG_NAMES = np.array(["missing", "estimated", "good"], dtype=object)
-_HOUR_NS = 3_600_000_000_000
 _warned_fuels: set[str] = set()
 
 
@@ -426,7 +334,7 @@ def _hours(column: pd.Series, source: str, first_line: int) -> npt.NDArray[np.in
             f"is not like {UTC_EXAMPLE!r}"
         )
     stamps = parsed.astype("datetime64[ns]").to_numpy().astype(np.int64)
-    off_hour = stamps % _HOUR_NS != 0
+    off_hour = stamps % HOUR_NS != 0
     if off_hour.any():
         position = int(np.flatnonzero(codes == np.flatnonzero(off_hour)[0])[0])
         raise InputFormatError(
@@ -471,7 +379,7 @@ def _chunk_observations(
         entity_other = others[unique_pairs % len(others)]
         entity_names = entity_area + "\x1f" + entity_other
     stamps = _hours(chunk[plan.time], source, first_line)
-    fresh = seen.first_seen(entity_names, entity_codes, stamps // _HOUR_NS)
+    fresh = seen.first_seen(entity_names, entity_codes, stamps // HOUR_NS)
 
     parts: list[_Part] = []
     has_demand = np.zeros(len(chunk), dtype=bool)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 
 from gridpulse_cli.bulkfiles import read_bulk_file
+from gridpulse_cli.db import Store
+from gridpulse_cli.engine import Now, upsert_frames, utc_now
 from gridpulse_cli.errors import InputFormatError
-from gridpulse_cli.pipeline import RunReport, recorded_run
+from gridpulse_cli.ledger import RunReport, add_run_progress, recorded_run
 from gridpulse_cli.stopping import StopSignal
-from gridpulse_cli.store import LoadCounts, Store
 from gridpulse_cli.text import plural
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def run_bulk_files(
     store: Store,
     paths: Sequence[Path],
     *,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    now: Now = utc_now,
     stop: StopSignal | None = None,
 ) -> RunReport:
     """Load each file in chunks, one transaction per file; record one run for all of them.
@@ -63,15 +63,13 @@ def run_bulk_files(
                     _sha256(path),
                     now(),
                 )
-            counts, rows, chunks = LoadCounts(), 0, 0  # reported once the file's transaction commits
-            with store.transaction() as conn:  # one file, one transaction: a bad row leaves nothing
-                for frame in frames:
-                    if requested.is_set():
-                        raise KeyboardInterrupt("stop requested")  # rolls this file back
-                    counts += store.upsert(conn, frame, report.run_id, now(), source_id)
-                    rows += len(frame)
-                    chunks += 1
-                store.add_run_progress(conn, report.run_id, rows, counts)
+            # one file, one transaction: a bad row or a stop leaves nothing of it
+            with store.transaction() as conn:
+                counts, rows, chunks = upsert_frames(
+                    store, conn, frames, report.run_id, now, source_id, requested
+                )
+                add_run_progress(conn, report.run_id, rows, counts)
+            # counted in the report once the file's transaction commits
             report.counts += counts
             report.fetched += rows
             report.chunks += chunks

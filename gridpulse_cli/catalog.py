@@ -1,4 +1,4 @@
-"""What EIA-930 publishes: balancing authorities, regions, datasets, routes and series IDs.
+"""What EIA-930 publishes: balancing authorities, regions, datasets, routes, series IDs and rows per hour.
 
 BA codes are EIA's (CISO, ERCO, SWPP, …); the familiar market names are accepted as aliases.
 The reference table in `data/balancing_authorities.csv` is EIA's EIA-930 BA reference plus the
@@ -60,31 +60,29 @@ KNOWN_FUELS: frozenset[str] = frozenset(
 )
 
 
+PAGE_SIZE = 5000  # EIA's hard cap on rows per JSON response
+
+
 @dataclass(frozen=True)
 class Route:
-    """One EIA API v2 data route and the columns that make a row unique."""
+    """One EIA API v2 data route, the columns that make a row unique and the series it serves."""
 
     name: str
-    area_facet: str
-    key_columns: tuple[str, ...]
+    area_facet: str  # the row field (and request facet) naming the BA or region
+    code_column: str  # the row field naming the series within the area: type, fuel, neighbour, sub-BA
     history_start: datetime
+    series: str  # EIA's series ID of a row, from its {area} and {code}
+
+    @property
+    def key_columns(self) -> tuple[str, str, str]:
+        return ("period", self.area_facet, self.code_column)
 
 
-REGION_DATA = Route(
-    "region-data", "respondent", ("period", "respondent", "type"), datetime(2015, 7, 1, tzinfo=UTC)
-)
-FUEL_TYPE_DATA = Route(
-    "fuel-type-data",
-    "respondent",
-    ("period", "respondent", "fueltype"),
-    datetime(2018, 7, 1, tzinfo=UTC),
-)
-INTERCHANGE_DATA = Route(
-    "interchange-data", "fromba", ("period", "fromba", "toba"), datetime(2015, 7, 1, tzinfo=UTC)
-)
-SUBBA_DATA = Route(
-    "region-sub-ba-data", "parent", ("period", "parent", "subba"), datetime(2018, 7, 1, tzinfo=UTC)
-)
+_JULY_2015, _JULY_2018 = datetime(2015, 7, 1, tzinfo=UTC), datetime(2018, 7, 1, tzinfo=UTC)
+REGION_DATA = Route("region-data", "respondent", "type", _JULY_2015, "EBA.{area}-ALL.{code}.H")
+FUEL_TYPE_DATA = Route("fuel-type-data", "respondent", "fueltype", _JULY_2018, "EBA.{area}-ALL.NG.{code}.H")
+INTERCHANGE_DATA = Route("interchange-data", "fromba", "toba", _JULY_2015, "EBA.{area}-{code}.ID.H")
+SUBBA_DATA = Route("region-sub-ba-data", "parent", "subba", _JULY_2018, "EBA.{area}-{code}.D.H")
 ROUTES: dict[str, Route] = {r.name: r for r in (REGION_DATA, FUEL_TYPE_DATA, INTERCHANGE_DATA, SUBBA_DATA)}
 FIRST_HOUR: datetime = min(r.history_start for r in ROUTES.values())  # EIA-930's first hour ending
 
@@ -128,6 +126,35 @@ def routes_for(datasets: Sequence[str]) -> list[tuple[Route, list[str]]]:
 TYPE_CODE_DATASET: dict[str, str] = {
     d.type_code: d.name for d in DATASETS.values() if d.type_code is not None
 }
+# The one dataset each route without a `type` facet serves (fuel-mix, interchange, ...).
+ROUTE_DATASET: dict[str, str] = {d.route.name: d.name for d in DATASETS.values() if d.type_code is None}
+
+
+def dataset_of(route_name: str, code: str) -> str | None:
+    """The dataset a row of this route with this code (its key's last column) belongs to;
+    None for a region-data `type` gridpulse does not know."""
+    if route_name == REGION_DATA.name:
+        return TYPE_CODE_DATASET.get(code)
+    return ROUTE_DATASET[route_name]
+
+
+# Rows per hour a BA publishes on each route, to size chunks to whole pages. Fuel mix: 10, the
+# 8 classic fuels plus the storage codes most BAs added in 2024 (KNOWN_FUELS lists 16, but no BA
+# publishes them all; a chunk that outgrows its page is fetched as a second page, never lost).
+# Sub-BA: the largest parents publish ~20 subregions.
+_FUEL_ROWS_PER_HOUR = 10
+_SUBBA_ROWS_PER_HOUR = 25
+
+
+def rows_per_hour(route_name: str, ba: str, type_codes: Sequence[str]) -> int:
+    """An upper estimate of rows per hour for one BA on one route (sizes chunks to pages)."""
+    if route_name == REGION_DATA.name:
+        return max(1, len(type_codes))
+    if route_name == FUEL_TYPE_DATA.name:
+        return _FUEL_ROWS_PER_HOUR
+    if route_name == INTERCHANGE_DATA.name:
+        return max(4, len(neighbours(ba)) + 1)
+    return _SUBBA_ROWS_PER_HOUR
 
 
 @dataclass(frozen=True)
@@ -252,10 +279,9 @@ MAX_SERIES_ID_LENGTH = 64
 _CODE = rf"[A-Za-z0-9_]{{1,{MAX_CODE_LENGTH}}}"
 _CODE_RE = re.compile(_CODE)
 
-_SUFFIX = {"demand": "D", "forecast": "DF", "generation": "NG", "total-interchange": "TI"}
 _SERIES_RE = re.compile(
     rf"^EBA\.(?P<area>[A-Z0-9_]{{1,{MAX_CODE_LENGTH}}})-(?P<other>{_CODE}(?:-{_CODE})*)"
-    rf"\.(?P<kind>D|DF|NG|TI|ID)(?:\.(?P<fuel>{_CODE}))?\.H$"
+    rf"\.(?P<kind>{'|'.join(TYPE_CODE_DATASET)}|ID)(?:\.(?P<fuel>{_CODE}))?\.H$"
 )
 
 
@@ -275,15 +301,10 @@ class SeriesKey:
 
 def series_id(dataset: str, area: str, counterpart: str = "") -> str:
     """Return EIA's series ID, e.g. EBA.CISO-ALL.D.H or EBA.PJM-MISO.ID.H."""
-    if dataset in _SUFFIX:
-        return f"EBA.{area}-ALL.{_SUFFIX[dataset]}.H"
-    if dataset == "fuel-mix":
-        return f"EBA.{area}-ALL.NG.{counterpart}.H"
-    if dataset == "interchange":
-        return f"EBA.{area}-{counterpart}.ID.H"
-    if dataset == "subregion-demand":
-        return f"EBA.{area}-{counterpart}.D.H"
-    raise ValueError(f"unknown dataset {dataset!r}")
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}")
+    described = DATASETS[dataset]
+    return described.route.series.format(area=area, code=described.type_code or counterpart)
 
 
 def parse_series_id(text: str) -> SeriesKey:

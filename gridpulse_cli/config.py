@@ -5,15 +5,16 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from gridpulse_cli.catalog import DATASETS, MVP_BAS, resolve_bas, resolve_datasets
-from gridpulse_cli.errors import ConfigError, UsageError, quote
+from gridpulse_cli.errors import ConfigError, UsageError, file_problem, quote
 from gridpulse_cli.windows import FIRST_HOUR, LATEST_TIME
 
 DEFAULT_EIA_URL = "https://api.eia.gov/v2"
+DEFAULT_WORKERS = 4  # concurrent EIA requests of ingest and backfill (all under the rate limit)
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,9 @@ class Settings:
 
     api_key: str | None
     eia_url: str
-    database_url: str
+    # --db, else GRIDPULSE_DATABASE_URL, else the default SQLite file, as given: checked when
+    # used (`database_url`), so a command's --db stands in for a GRIDPULSE_DATABASE_URL it cannot use.
+    database: str
     log_level: str = "INFO"
     max_requests_per_second: int = 5
     max_requests_per_hour: int = 9000
@@ -45,6 +48,19 @@ class Settings:
             )
         return self.api_key
 
+    def now(self) -> datetime:
+        """Now, or GRIDPULSE_NOW when set (to replay a past moment, or in tests)."""
+        return self.now_override or datetime.now(UTC)
+
+    @property
+    def database_url(self) -> str:
+        """The database as a SQLAlchemy URL (a ConfigError for a scheme gridpulse cannot use)."""
+        return database_url(self.database)
+
+    def with_database(self, database: str | None) -> Settings:
+        """These settings with a command's `--db` (when given) in place of the configured database."""
+        return replace(self, database=database) if database else self
+
 
 def default_sqlite_path(environ: Mapping[str, str]) -> Path:
     """Return the default SQLite file: ${XDG_DATA_HOME:-~/.local/share}/gridpulse/gridpulse.db."""
@@ -57,15 +73,17 @@ def default_sqlite_path(environ: Mapping[str, str]) -> Path:
     return (base / "gridpulse" / "gridpulse.db").absolute()
 
 
-def resolve_database_url(value: str | None, environ: Mapping[str, str]) -> str:
-    """Turn `--db`, GRIDPULSE_DATABASE_URL or the default into a SQLAlchemy URL.
+def database_setting(value: str | None, environ: Mapping[str, str]) -> str:
+    """`--db`, else GRIDPULSE_DATABASE_URL, else the default SQLite file."""
+    return value or environ.get("GRIDPULSE_DATABASE_URL") or str(default_sqlite_path(environ))
+
+
+def database_url(raw: str) -> str:
+    """Turn `--db` or GRIDPULSE_DATABASE_URL (or the default file) into a SQLAlchemy URL.
 
     A bare path means a SQLite file; `postgres://` and `postgresql://` mean psycopg2,
     which is the driver gridpulse ships (SQLAlchemy 2.1 would pick psycopg 3).
     """
-    raw = value or environ.get("GRIDPULSE_DATABASE_URL") or ""
-    if not raw:
-        return f"sqlite:///{default_sqlite_path(environ)}"
     if "://" not in raw:
         return f"sqlite:///{Path(raw).expanduser().absolute()}"
     scheme, rest = raw.split("://", 1)
@@ -94,13 +112,16 @@ def _number(environ: Mapping[str, str], name: str, default: float, minimum: floa
     return number
 
 
-def load_settings(environ: Mapping[str, str], database: str | None = None) -> Settings:
-    """Build Settings from the environment; `database` is the `--db` option if given."""
+def load_settings(
+    environ: Mapping[str, str], database: str | None = None, log_level: str | None = None
+) -> Settings:
+    """Build Settings from the environment; `database` and `log_level` are the `--db` and
+    `--log-level` options if given (they win over GRIDPULSE_DATABASE_URL and GRIDPULSE_LOG_LEVEL)."""
     return Settings(
         api_key=(environ.get("EIA_API_KEY") or "").strip() or None,
         eia_url=(environ.get("GRIDPULSE_EIA_URL") or DEFAULT_EIA_URL).rstrip("/"),
-        database_url=resolve_database_url(database, environ),
-        log_level=(environ.get("GRIDPULSE_LOG_LEVEL") or "INFO").upper(),
+        database=database_setting(database, environ),
+        log_level=(log_level or environ.get("GRIDPULSE_LOG_LEVEL") or "INFO").upper(),
         max_requests_per_second=int(_number(environ, "GRIDPULSE_MAX_RPS", 5, 1)),
         max_requests_per_hour=int(_number(environ, "GRIDPULSE_MAX_REQUESTS_PER_HOUR", 9000, 1)),
         timeout_seconds=_number(environ, "GRIDPULSE_TIMEOUT", 60.0, 0.1),
@@ -191,16 +212,10 @@ def load_env_file(path: Path, environ: MutableMapping[str, str]) -> list[str]:
     """
     try:
         text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError(f"env file {path} does not exist") from None
-    except PermissionError:
-        raise ConfigError(f"env file {path} is not readable by this user") from None
-    except IsADirectoryError:
-        raise ConfigError(f"env file {path} is a directory, not a file") from None
     except UnicodeDecodeError:
         raise ConfigError(f"env file {path} is not UTF-8 text") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read env file {path}: {exc.strerror}") from None
+        raise ConfigError(f"env file {path} {file_problem(exc)}") from None
     added = []
     for name, value in parse_env_file(text, str(path)).items():
         if name not in environ:

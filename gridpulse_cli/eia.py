@@ -7,7 +7,6 @@ response that carried it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -18,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -25,7 +25,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from gridpulse_cli import __version__
-from gridpulse_cli.catalog import Route
+from gridpulse_cli.catalog import PAGE_SIZE, Route
 from gridpulse_cli.errors import (
     ConfigError,
     EIAError,
@@ -41,7 +41,6 @@ from gridpulse_cli.windows import eia_period
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 5000  # EIA's hard cap on rows per JSON response
 # requests' connection errors, as (text in the error, what the one error line says).
 _NETWORK_REASONS = (
     ("Connection refused", "connection refused"),
@@ -128,9 +127,6 @@ class Page:
             self.raw = json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
         return self.raw
 
-    def sha256(self) -> str:
-        return hashlib.sha256(self.archive_bytes()).hexdigest()
-
 
 @dataclass
 class ClientStats:
@@ -150,8 +146,6 @@ class ClientStats:
 
 def parse_total(raw: Any) -> int:
     """EIA's `total` is a string in current responses and an int in older ones."""
-    if isinstance(raw, list) and len(raw) == 1:  # re-serialised samples wrap scalars
-        raw = raw[0]
     try:
         return int(raw)
     except (TypeError, ValueError):
@@ -175,6 +169,10 @@ def build_params(
         params += [(f"sort[{i}][column]", column), (f"sort[{i}][direction]", "asc")]
     params += [("offset", str(offset)), ("length", str(length))]
     return params
+
+
+# One page's query parameters at (offset, length): build_params with the window filled in.
+PageParams = Callable[[int, int], list[tuple[str, str]]]
 
 
 def _error_message(body: Any) -> tuple[str, str]:
@@ -340,8 +338,9 @@ class EIAClient:
         changed under us and the whole window is fetched again. Setting `cancel` (from another
         thread) abandons the window with stopping.Cancelled at the next wait.
         """
+        params_at = partial(build_params, route, facets, start, end_inclusive)
         for attempt in range(MAX_WINDOW_RESTARTS + 1):
-            pages = self._fetch_pages(route, facets, start, end_inclusive, cancel)
+            pages = self._fetch_pages(route, params_at, cancel)
             if pages is not None:
                 return _drop_duplicates(route, pages, self.stats)
             if attempt == MAX_WINDOW_RESTARTS:
@@ -361,18 +360,14 @@ class EIAClient:
         )
 
     def _fetch_pages(
-        self,
-        route: Route,
-        facets: Mapping[str, Sequence[str]],
-        start: datetime,
-        end_inclusive: datetime,
-        cancel: threading.Event | None = None,
+        self, route: Route, params_at: PageParams, cancel: threading.Event | None
     ) -> list[Page] | None:
-        """Fetch a window page by page; None when the data moved and the window must restart."""
+        """Fetch a window page by page (`params_at(offset, length)` asks for one page); None when
+        the data moved and the window must restart."""
         pages: list[Page] = []
         offset, total = 0, None
         while total is None or offset < total:
-            params = build_params(route, facets, start, end_inclusive, offset, self.page_size)
+            params = params_at(offset, self.page_size)
             page = self._get_page(route, params, cancel)
             if total is not None and page.total != total:
                 return None
@@ -418,4 +413,4 @@ def _drop_duplicates(route: Route, pages: list[Page], stats: ClientStats) -> lis
     return pages
 
 
-__all__ = ["EIAClient", "EIAError", "Page", "RateLimiter", "build_params", "parse_total"]
+__all__ = ["PAGE_SIZE", "EIAClient", "EIAError", "Page", "RateLimiter", "build_params", "parse_total"]

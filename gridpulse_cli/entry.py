@@ -11,12 +11,17 @@ import logging
 import os
 import sys
 
+from gridpulse_cli import __version__
 from gridpulse_cli.errors import ExitCode
 from gridpulse_cli.stopping import STOP
 
 
 def main() -> None:
     """Console-script entry point."""
+    if sys.argv[1:] == ["--version"]:  # as the CLI answers it, without loading the CLI
+        sys.stdout.write(f"gridpulse {__version__}\n")
+        sys.stdout.flush()
+        raise SystemExit(0)
     STOP.install()
     # A signal while the libraries load is noted and acted on once loading is done, rather
     # than raised half-way through some module's import.

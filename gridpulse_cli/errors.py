@@ -120,3 +120,14 @@ class Interrupted(GridpulseError):
     """The run was stopped by SIGINT or SIGTERM."""
 
     exit_code = ExitCode.INTERRUPTED
+
+
+def file_problem(exc: OSError) -> str:
+    """What is wrong with a path that could not be opened, in words ("does not exist", …)."""
+    if isinstance(exc, FileNotFoundError):
+        return "does not exist"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, not a file"
+    if isinstance(exc, PermissionError):
+        return "is not readable by this user"
+    return f"cannot be read: {exc.strerror or exc}"

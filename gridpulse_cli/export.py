@@ -6,8 +6,8 @@ import csv
 from collections.abc import Sequence
 from typing import IO
 
-from gridpulse_cli.normalize import CSV_COLUMNS, format_value
-from gridpulse_cli.store import Store
+from gridpulse_cli.db import Store
+from gridpulse_cli.files import CSV_COLUMNS, format_value
 from gridpulse_cli.windows import Window
 
 

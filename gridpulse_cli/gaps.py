@@ -20,16 +20,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
-from gridpulse_cli.catalog import DATASETS, balancing_authorities, parse_series_id
-from gridpulse_cli.report import Column
-from gridpulse_cli.store import Store, series_query
+from gridpulse_cli.catalog import DATASETS, balancing_authorities
+from gridpulse_cli.db import Store
+from gridpulse_cli.render import Column
 from gridpulse_cli.text import short_hour
-from gridpulse_cli.windows import HOUR, Window, floor_hour, format_utc
+from gridpulse_cli.windows import HOUR, HOUR_NS, Window, floor_hour, format_utc, parse_utc
 
 NEW_SERIES_AFTER = timedelta(days=7)
-_HOUR_NS = 3_600_000_000_000
 
 
 @dataclass(frozen=True)
@@ -49,8 +47,8 @@ class Gap:
         """The row under TABLE_COLUMNS: hours as 2024-03-02T08Z, so the series ID always fits."""
         return [
             self.series_id,
-            short_hour(_utc(self.first_missing)),
-            short_hour(_utc(self.last_missing)),
+            short_hour(parse_utc(self.first_missing)),
+            short_hour(parse_utc(self.last_missing)),
             f"{self.hours:,}",
             self.reason,
         ]
@@ -76,30 +74,11 @@ class SeriesSpan:
     last: datetime
 
 
-def _utc(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC)
-    return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
 def stored_series(
     store: Store, bas: Sequence[str] | None, datasets: Sequence[str] | None
 ) -> list[SeriesSpan]:
     """Series of the selected BAs and datasets with the first and last hour stored for each."""
-    params: dict[str, Any] = {}
-    stmt = series_query(
-        "SELECT s.series_key, s.series_id, s.dataset, s.area, min(o.period_end_utc), max(o.period_end_utc) "
-        "FROM series s JOIN observations o ON o.series_key = s.series_key WHERE 1 = 1",
-        params,
-        bas,
-        datasets,
-        " GROUP BY s.series_key, s.series_id, s.dataset, s.area ORDER BY s.series_id",
-    )
-    with store.engine.connect() as conn:
-        return [
-            SeriesSpan(int(r[0]), r[1], r[2], r[3], _utc(r[4]), _utc(r[5]))
-            for r in conn.execute(stmt, params)
-        ]
+    return [SeriesSpan(*row) for row in store.series_spans(bas, datasets)]
 
 
 def _day_start(day: date | None) -> datetime | None:
@@ -127,23 +106,13 @@ def expected_window(
     return Window(start, end) if start < end else None
 
 
-def _hours(
-    store: Store, conn: sa.Connection, series_key: int, window: Window
-) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """Stored hours (as hour numbers) of one series in a window: with a value, and null."""
-    rows = conn.execute(
-        sa.text(
-            "SELECT period_end_utc, value_mwh IS NULL FROM observations WHERE series_key = :k "
-            "AND period_end_utc >= :start AND period_end_utc < :end"
-        ),
-        {"k": series_key, "start": store.ts(window.start), "end": store.ts(window.end)},
-    ).all()
-    if not rows:
+def _hour_numbers(periods: pd.DatetimeIndex, nulls: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], ...]:
+    """Stored hours (as hour numbers) of one series: with a value, and null."""
+    if len(periods) == 0:
         empty = np.array([], dtype=np.int64)
         return empty, empty
-    periods = pd.to_datetime([r[0] for r in rows], utc=True).as_unit("ns").asi8 // _HOUR_NS
-    nulls = np.array([bool(r[1]) for r in rows])
-    return periods[~nulls], periods[nulls]
+    numbers = periods.as_unit("ns").asi8 // HOUR_NS
+    return numbers[~nulls], numbers[nulls]
 
 
 def _runs(hours: np.ndarray[Any, Any]) -> list[tuple[int, int]]:
@@ -174,45 +143,18 @@ def find_gaps(
         first, last = groups.get((span.dataset, span.area), (span.first, span.last))
         groups[(span.dataset, span.area)] = (min(first, span.first), max(last, span.last))
     gaps: list[Gap] = []
-    with store.engine.connect() as conn:
-        for span in spans:
-            expected = expected_window(span, groups[(span.dataset, span.area)], window, now)
-            if expected is None:
-                continue
-            present, nulls = _hours(store, conn, span.series_key, expected)
-            first_hour = int(pd.Timestamp(expected.start).as_unit("ns").value // _HOUR_NS)
-            all_hours = np.arange(first_hour, first_hour + expected.hours, dtype=np.int64)
-            absent = np.setdiff1d(all_hours, np.concatenate([present, nulls]), assume_unique=False)
-            found = [(a, b, "absent") for a, b in _runs(absent)]
-            found += [(a, b, "null value") for a, b in _runs(np.sort(nulls))]
-            for run_first, run_last, reason in sorted(found):
-                gaps.append(
-                    Gap(span.series_id, _stamp(run_first), _stamp(run_last), run_last - run_first + 1, reason)
-                )
+    wanted = [(span, expected_window(span, groups[(span.dataset, span.area)], window, now)) for span in spans]
+    due = [(span, expected) for span, expected in wanted if expected is not None]
+    stored = store.iter_stored_hours([(span.series_key, expected) for span, expected in due])
+    for (span, expected), (periods, null_flags) in zip(due, stored, strict=True):
+        present, nulls = _hour_numbers(periods, null_flags)
+        first_hour = int(pd.Timestamp(expected.start).as_unit("ns").value // HOUR_NS)
+        all_hours = np.arange(first_hour, first_hour + expected.hours, dtype=np.int64)
+        absent = np.setdiff1d(all_hours, np.concatenate([present, nulls]), assume_unique=False)
+        found = [(a, b, "absent") for a, b in _runs(absent)]
+        found += [(a, b, "null value") for a, b in _runs(np.sort(nulls))]
+        for run_first, run_last, reason in sorted(found):
+            gaps.append(
+                Gap(span.series_id, _stamp(run_first), _stamp(run_last), run_last - run_first + 1, reason)
+            )
     return gaps
-
-
-def gap_windows(gaps: Sequence[Gap]) -> list[tuple[str, str, Window]]:
-    """(dataset, area, window) to re-fetch: each series' runs merged per dataset and BA.
-
-    Windows that touch or overlap are merged, so a gap shared by many series of one BA is one
-    request, not one per series.
-    """
-    by_group: dict[tuple[str, str], list[tuple[datetime, datetime]]] = {}
-    for gap in gaps:
-        key = parse_series_id(gap.series_id)
-        start = _utc(gap.first_missing)
-        end = _utc(gap.last_missing) + HOUR
-        by_group.setdefault((key.dataset, key.area), []).append((start, end))
-    merged: list[tuple[str, str, Window]] = []
-    for (dataset, area), spans in sorted(by_group.items()):
-        spans.sort()
-        current_start, current_end = spans[0]
-        for start, end in spans[1:]:
-            if start <= current_end:
-                current_end = max(current_end, end)
-            else:
-                merged.append((dataset, area, Window(current_start, current_end)))
-                current_start, current_end = start, end
-        merged.append((dataset, area, Window(current_start, current_end)))
-    return merged

@@ -24,10 +24,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from gridpulse_cli.catalog import DATASETS, REGIONS, balancing_authorities
+from gridpulse_cli.db import Store
+from gridpulse_cli.db.schema import SCHEMA_VERSION
 from gridpulse_cli.errors import GridpulseError
-from gridpulse_cli.gaps import _utc, find_gaps
-from gridpulse_cli.schema import SCHEMA_VERSION
-from gridpulse_cli.store import Store
+from gridpulse_cli.gaps import find_gaps
+from gridpulse_cli.ledger import finished_outcomes
 from gridpulse_cli.text import plural
 from gridpulse_cli.windows import HOUR, Window, floor_hour, format_utc
 
@@ -198,19 +199,10 @@ def publishes(area: str, dataset: str, now: datetime) -> bool:
 
 
 def newest_hours(store: Store) -> dict[tuple[str, str], datetime]:
-    """The newest stored hour per (area, dataset): one index probe per series, not a scan of history."""
-    with store.engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT s.area, s.dataset, (SELECT max(o.period_end_utc) FROM observations o "
-                "WHERE o.series_key = s.series_key) FROM series s"
-            )
-        ).all()
+    """The newest stored hour per (area, dataset)."""
     newest: dict[tuple[str, str], datetime] = {}
-    for area, dataset, last in rows:
-        if last is not None:
-            moment = _utc(last)
-            newest[(area, dataset)] = max(newest.get((area, dataset), moment), moment)
+    for area, dataset, moment in store.newest_hours():
+        newest[(area, dataset)] = max(newest.get((area, dataset), moment), moment)
     return newest
 
 
@@ -259,12 +251,7 @@ def _freshness(area: str, dataset: str, last: datetime | None, now: datetime) ->
 
 def check_runs(store: Store) -> Check:
     """The last run's outcome; several failures in a row fail."""
-    with store.engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT run_id, command, status, error FROM runs WHERE status <> 'running' ORDER BY run_id DESC LIMIT 20"
-            )
-        ).all()
+    rows = finished_outcomes(store, 20)
     if not rows:
         return Check("runs", "warn", "no finished runs recorded yet")
     failures = 0
@@ -296,8 +283,7 @@ def run_health(
         report.checks.append(_key_check(api_key_configured))
         return report
     try:
-        with store.engine.connect() as conn:
-            version = store.schema_version(conn)
+        version = store.current_schema_version()
         if version != SCHEMA_VERSION:
             report.checks.append(
                 Check(

@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 import time
+from enum import StrEnum
 from typing import IO, TYPE_CHECKING, Any
 
 from gridpulse_cli.redact import RedactingFilter
@@ -16,7 +17,27 @@ from gridpulse_cli.redact import RedactingFilter
 if TYPE_CHECKING:
     from rich.console import Console
 
-LOG_FORMATS = ("auto", "plain", "json", "rich")
+
+class LogFormat(StrEnum):
+    """`--log-format`: auto is rich on a terminal and plain otherwise (cron)."""
+
+    AUTO = "auto"
+    PLAIN = "plain"
+    JSON = "json"
+    RICH = "rich"
+
+
+class LogLevel(StrEnum):
+    """`--log-level` (and GRIDPULSE_LOG_LEVEL), any case."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+    CRITICAL = "CRITICAL"
+
+
+LOG_FORMATS = tuple(f.value for f in LogFormat)
 
 
 class UTCFormatter(logging.Formatter):

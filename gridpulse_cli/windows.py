@@ -14,13 +14,18 @@ from gridpulse_cli.catalog import FIRST_HOUR
 from gridpulse_cli.errors import UsageError, quote
 
 HOUR = timedelta(hours=1)
+HOUR_NS = 3_600_000_000_000  # an hour in nanoseconds (pandas' and numpy's datetime64[ns] unit)
+# Stored and exported times: 2024-01-01T05:00:00Z (the observation CSV, the database's text times).
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# EIA's hourly `period` and its `start`/`end` parameters: 2024-01-01T05 (UTC hour ending).
+PERIOD_FORMAT = "%Y-%m-%dT%H"
 # Times from EIA-930's first hour to 2100: every window's arithmetic stays in datetime's (and
 # pandas') range, and a mistyped year is an error rather than a crash or a request EIA rejects.
 LATEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)
 MAX_DURATION_HOURS = 20 * 8766  # 20 years of 365.25 days: longer than EIA-930 has existed
 _DURATION_RE = re.compile(r"^\s*([0-9]+)\s*([hdw])\s*$", re.IGNORECASE)
 _UNITS = {"h": 1, "d": 24, "w": 24 * 7}
-_TIME_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
+_TIME_FORMATS = ("%Y-%m-%d", PERIOD_FORMAT, "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
 
 
 @dataclass(frozen=True)
@@ -84,13 +89,12 @@ def resolve_window(
     start: str | None,
     end: str | None,
     now: datetime,
-    default_since: str | None = "24h",
+    default_since: str = "24h",
     earliest: datetime | None = None,
-) -> Window | None:
+) -> Window:
     """Return the window `--since` or `--from/--to` names, `default_since` if neither is given.
 
     `--since 24h` is the 24 hours whose period ends at or before now. `--from` alone runs to now.
-    Returns None only when nothing is given and there is no default (meaning: all time).
     A window starting before `earliest` (for the commands that ask EIA: its first hour) is an error.
     """
     latest_end = floor_hour(now) + HOUR
@@ -102,10 +106,8 @@ def resolve_window(
         window = Window(parse_time(start, "--from"), parse_time(end, "--to") if end else latest_end)
         if window.end <= window.start:
             raise UsageError(f"--to {format_utc(window.end)} is not after --from {format_utc(window.start)}")
-    elif since is None and default_since is None:
-        return None
     else:
-        duration = parse_duration(str(default_since) if since is None else since)
+        duration = parse_duration(default_since if since is None else since)
         window = Window(latest_end - duration, latest_end)
     if earliest is not None and window.start < earliest:
         raise UsageError(
@@ -116,14 +118,26 @@ def resolve_window(
     return window
 
 
+def window_or_all_time(since: str | None, start: str | None, end: str | None, now: datetime) -> Window | None:
+    """The window `--since` or `--from/--to` names, or None (all time) when neither is given."""
+    if since is None and start is None and end is None:
+        return None
+    return resolve_window(since, start, end, now)
+
+
 def format_utc(moment: datetime) -> str:
     """Format like 2024-01-01T05:00:00Z (the export format)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def parse_utc(text: str) -> datetime:
+    """Parse a time format_utc wrote (2024-01-01T05:00:00Z) back into an aware UTC datetime."""
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
 
 
 def eia_period(moment: datetime) -> str:
     """Format an hour for EIA's `start`/`end` parameters (YYYY-MM-DDTHH, UTC)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H")
+    return moment.astimezone(UTC).strftime(PERIOD_FORMAT)
 
 
 def split_window(window: Window, hours: int) -> list[Window]:

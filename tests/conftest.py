@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.eia_stub import EIAStub
+from gridpulse_cli.db import Store
+from testing.eia_stub import EIAStub
 
 TEST_KEY = "test-key-0123456789abcdef"
 PG_ADMIN_URL = os.environ.get(
@@ -81,6 +82,16 @@ def db_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_url"))
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    """A store opened on `db_url` (SQLite and PostgreSQL), closed afterwards."""
+    opened = Store.open(db_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 @pytest.fixture

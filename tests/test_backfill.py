@@ -7,35 +7,27 @@ gridpulse's normalizer, and compared value by value with what `export` writes.
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
 import math
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from gridpulse_cli.backfill import chunk_key, plan_backfill, rows_per_hour, run_backfill
-from gridpulse_cli.catalog import DATASETS, FUEL_TYPE_DATA, REGION_DATA, SUBBA_DATA
-from gridpulse_cli.eia import PAGE_SIZE, EIAClient, RateLimiter
+from gridpulse_cli.backfill import run_backfill
+from gridpulse_cli.catalog import DATASETS, FUEL_TYPE_DATA, REGION_DATA, SUBBA_DATA, rows_per_hour
+from gridpulse_cli.db import Store
+from gridpulse_cli.eia import PAGE_SIZE
 from gridpulse_cli.errors import ExitCode, Interrupted
-from gridpulse_cli.export import export_csv
-from gridpulse_cli.pipeline import Chunk
-from gridpulse_cli.store import Store
+from gridpulse_cli.planner import Chunk, chunk_key, plan_backfill
 from gridpulse_cli.windows import Window, format_utc
-from tests.conftest import TEST_KEY
-from tests.eia_stub import (
+from testing.eia_stub import (
     DEFAULT_NEIGHBOURS,
     DEFAULT_SUBBAS,
     EIAStub,
@@ -44,17 +36,22 @@ from tests.eia_stub import (
     make_interchange_rows,
     make_region_rows,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
-GP = [sys.executable, "-m", "gridpulse_cli"]
-HOUR = timedelta(hours=1)
-
-AREA_FIELD = {
-    "region-data": "respondent",
-    "fuel-type-data": "respondent",
-    "interchange-data": "fromba",
-    "region-sub-ba-data": "parent",
-}
+from tests.conftest import TEST_KEY
+from tests.helpers import (
+    assert_exact,
+    chunk_identity,
+    chunk_selection,
+    client_for,
+    error_lines,
+    expected_for,
+    gp,
+    gp_start,
+    ok,
+    request_identity,
+    run_rows,
+    stored,
+    utc,
+)
 
 BF_BAS = ["PJM", "CISO"]
 BF_DATASETS = ["demand", "fuel-mix", "interchange"]
@@ -73,63 +70,6 @@ BF_ARGS = [
 # Resume tests use January only: 10 chunks of up to a page each.
 JAN = Window(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC))
 JAN_ARGS = [*BF_ARGS[:6], "2024-02-01", *BF_ARGS[7:]]
-
-
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
-
-
-# ---- running the command -----------------------------------------------------------------------
-
-
-def full_env(env: Mapping[str, str | None] | None) -> dict[str, str]:
-    """The (monkeypatched) environment plus `env`; a None value unsets the variable."""
-    out = dict(os.environ)
-    for name, value in (env or {}).items():
-        if value is None:
-            out.pop(name, None)
-        else:
-            out[name] = value
-    return out
-
-
-def gp(
-    *args: str, env: Mapping[str, str | None] | None = None, timeout: float = 90
-) -> subprocess.CompletedProcess[str]:
-    """Run `python -m gridpulse_cli ARGS` to completion."""
-    return subprocess.run(
-        [*GP, *args],
-        env=full_env(env),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        check=False,
-    )
-
-
-def gp_start(*args: str, env: Mapping[str, str | None] | None = None) -> subprocess.Popen[str]:
-    """Start `python -m gridpulse_cli ARGS` in the background."""
-    return subprocess.Popen(
-        [*GP, *args],
-        env=full_env(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr}"
-    assert "Traceback" not in result.stderr
-    return result.stdout
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("gridpulse: error:")]
 
 
 # ---- the database, read directly ----------------------------------------------------------------
@@ -152,107 +92,11 @@ def committed_keys(db_url: str) -> set[str]:
         return set()
 
 
-def run_rows(db_url: str) -> list[dict[str, Any]]:
-    engine = sa.create_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            return [dict(r) for r in conn.execute(sa.text("SELECT * FROM runs ORDER BY run_id")).mappings()]
-    finally:
-        engine.dispose()
-
-
-def stored(db_url: str) -> dict[tuple[str, str], tuple[str, str]]:
-    """What `export` writes for the whole database: (series_id, period) -> (value, flag)."""
-    store = Store.open(db_url)
-    try:
-        out = io.StringIO()
-        export_csv(store, out, None, None, None)
-    finally:
-        store.close()
-    return parse_export(out.getvalue())
-
-
-def parse_export(text: str) -> dict[tuple[str, str], tuple[str, str]]:
-    reader = csv.reader(io.StringIO(text))
-    assert next(reader)[:4] == ["series_id", "period_end_utc", "value", "quality_flag"]
-    out: dict[tuple[str, str], tuple[str, str]] = {}
-    for row in reader:
-        key = (row[0], row[1])
-        assert key not in out, f"{key} exported twice"
-        out[key] = (row[2], row[3])
-    return out
-
-
 # ---- what the stub serves and what must therefore be stored -----------------------------------
-
-
-def raw_series_id(route: str, row: Mapping[str, Any]) -> str:
-    """EIA's series ID of a raw row, written out independently of gridpulse."""
-    if route == "region-data":
-        return f"EBA.{row['respondent']}-ALL.{row['type']}.H"
-    if route == "fuel-type-data":
-        return f"EBA.{row['respondent']}-ALL.NG.{row['fueltype']}.H"
-    if route == "interchange-data":
-        return f"EBA.{row['fromba']}-{row['toba']}.ID.H"
-    return f"EBA.{row['parent']}-{row['subba']}.D.H"
-
-
-def eia_hour(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H")
-
-
-def expected_for(
-    stub: EIAStub, selections: Iterable[tuple[str, str, Sequence[str] | None, Window]]
-) -> dict[tuple[str, str], str | None]:
-    """Served (series_id, period) -> value for each (route, area, region-data types or None, window)."""
-    by_route: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    out: dict[tuple[str, str], str | None] = {}
-    for route, area, types, window in selections:
-        if route not in by_route:
-            grouped: dict[str, list[dict[str, Any]]] = {}
-            for row in stub.rows(route):
-                grouped.setdefault(row[AREA_FIELD[route]], []).append(row)
-            by_route[route] = grouped
-        # EIA periods ("2024-01-01T05") compare as text in time order
-        first, end = eia_hour(window.start), eia_hour(window.end)
-        for row in by_route[route].get(area, []):
-            period = row["period"]
-            if not first <= period < end or (types is not None and row["type"] not in types):
-                continue
-            key = (raw_series_id(route, row), f"{period}:00:00Z")
-            assert key not in out, f"{key} expected twice"
-            out[key] = None if row["value"] is None else str(row["value"])
-    return out
-
-
-def chunk_selection(chunk: Chunk) -> tuple[str, str, Sequence[str] | None, Window]:
-    route = chunk.route.name
-    (area,) = chunk.facets[chunk.route.area_facet]
-    return route, area, chunk.facets.get("type") if chunk.route is REGION_DATA else None, chunk.window
 
 
 def expected_for_chunks(stub: EIAStub, chunks: Iterable[Chunk]) -> dict[tuple[str, str], str | None]:
     return expected_for(stub, (chunk_selection(c) for c in chunks))
-
-
-def assert_exact(
-    exported: Mapping[tuple[str, str], tuple[str, str]], expected: Mapping[tuple[str, str], str | None]
-) -> None:
-    """Every expected observation stored with exactly the served value; null is empty + missing; no extras."""
-    missing = sorted(set(expected) - set(exported))
-    extra = sorted(set(exported) - set(expected))
-    assert not missing, f"{len(missing)} served observations not stored, e.g. {missing[:5]}"
-    assert not extra, f"{len(extra)} stored observations were not expected, e.g. {extra[:5]}"
-    wrong = []
-    for key, served in expected.items():
-        value, flag = exported[key]
-        if served is None:
-            good = (value, flag) == ("", "missing")
-        else:
-            good = flag == "good" and value != "" and Decimal(value) == Decimal(served)
-        if not good:
-            wrong.append((key, served, value, flag))
-    assert not wrong, f"{len(wrong)} stored values differ from the served ones: {wrong[:5]}"
 
 
 def serve_backfill(stub: EIAStub, end: str = "2024-03-02T00") -> None:
@@ -265,26 +109,6 @@ def serve_backfill(stub: EIAStub, end: str = "2024-03-02T00") -> None:
 
 def bf_plan(window: Window = BF_WINDOW) -> list[Chunk]:
     return plan_backfill(BF_BAS, BF_DATASETS, window)
-
-
-def request_identity(record: RequestRecord) -> tuple[str, str, str, str]:
-    """(route, area, start, end) of one stub request."""
-    assert record.route is not None
-    facet = AREA_FIELD[record.route]
-    (area,) = record.params["facets"][facet]
-    return record.route, area, record.params["start"], record.params["end"]
-
-
-def chunk_identity(chunk: Chunk) -> tuple[str, str, str, str]:
-    route, area, _types, window = chunk_selection(chunk)
-    return route, area, eia_hour(window.start), eia_hour(window.end - HOUR)
-
-
-def client_for(stub: EIAStub, max_tries: int = 2) -> EIAClient:
-    """A library client for the stub: no rate limit to speak of, no backoff."""
-    return EIAClient(
-        stub.url, TEST_KEY, limiter=RateLimiter(1000, 1_000_000), timeout=5, max_tries=max_tries, retry_base=0
-    )
 
 
 def request_keys(records: Sequence[RequestRecord]) -> list[str]:

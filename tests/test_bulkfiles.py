@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 
 from gridpulse_cli.bulkfiles import canonical_column, detect_layout, read_bulk_file
+from gridpulse_cli.db import Store
 from gridpulse_cli.errors import InputFormatError
 from gridpulse_cli.normalize import FRAME_COLUMNS, drop_duplicate_observations, normalize_rows
-from gridpulse_cli.store import Store
+from testing.bulk import BULK_DATA, write_balance_file
 
-DATA = Path(__file__).parent / "data" / "bulk"
+DATA = BULK_DATA
 AEC = DATA / "EIA930_BALANCE_2020_Jul_Dec-AEC-9rows.csv"  # real excerpt, pre-2024-H2 layout
 AECI = DATA / "EIA930_INTERCHANGE_2022_Jan_Jun-AECI-9rows.csv"  # real excerpt
 FLAGS = DATA / "EIA930_BALANCE_2020_Jul_Dec-flags.csv"  # real header, hand-made rows
@@ -564,39 +565,6 @@ def test_chunk_rows_must_be_positive() -> None:
 
 
 # ---- a full-size file --------------------------------------------------------------------
-
-
-def write_balance_file(path: Path, bas: int, hours: int) -> None:
-    """A BALANCE file in EIA's real format: the AEC header, quoted thousands, 12-hour UTC stamps.
-
-    Every third BA repeats AEC's first row (8 series), every third has EIA-imputed demand (8 series,
-    one estimated) and every third is generation-only (no demand or forecast: 6 series).
-    """
-    header_line, first = AEC.read_text().splitlines()[:2]
-    columns = header_of(AEC)
-    cells = next(csv.reader([first]))
-    imputed = list(cells)
-    imputed[columns.index("Demand (MW) (Imputed)")] = "1,234"
-    generation_only = list(cells)
-    for name in ("Demand Forecast (MW)", "Demand (MW)", "Demand (MW) (Adjusted)"):
-        generation_only[columns.index(name)] = ""
-
-    def body(values: list[str]) -> str:
-        return ",".join(f'"{v}"' if "," in v else v for v in values[5:])
-
-    bodies = [body(cells), body(imputed), body(generation_only)]
-    stamps = pd.date_range("2021-01-01T06:00:00Z", periods=hours, freq="h")
-    texts = [f"{t:%m/%d/%Y} {t.hour % 12 or 12}:00:00 {'AM' if t.hour < 12 else 'PM'}" for t in stamps]
-
-    def lines() -> Iterator[str]:
-        yield header_line + "\n"
-        for text in texts:
-            date = text.split()[0]
-            for b in range(bas):
-                yield f"B{b:03d},{date},1,{text},{text},{bodies[b % 3]}\n"
-
-    with path.open("w") as f:
-        f.writelines(lines())
 
 
 def test_a_300k_row_balance_file_parses_in_chunks(tmp_path: Path) -> None:

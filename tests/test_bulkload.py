@@ -12,7 +12,7 @@ import pytest
 from gridpulse_cli.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parents[1]
-BULK = ROOT / "tests" / "data" / "bulk"
+BULK = ROOT / "testing" / "data" / "bulk"
 
 
 def gridpulse(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -11,16 +11,12 @@ import csv
 import gzip
 import io
 import json
-import logging
 import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,10 +30,9 @@ from gridpulse_cli import __version__
 from gridpulse_cli.catalog import DATASETS, MVP_BAS
 from gridpulse_cli.cli import app
 from gridpulse_cli.errors import ExitCode
-from gridpulse_cli.normalize import CSV_COLUMNS, REQUIRED_COLUMNS
+from gridpulse_cli.files import CSV_COLUMNS, REQUIRED_COLUMNS
 from gridpulse_cli.windows import Window
-from tests.conftest import TEST_KEY
-from tests.eia_stub import (
+from testing.eia_stub import (
     DEFAULT_NEIGHBOURS,
     EIAStub,
     load_sample_rows,
@@ -47,18 +42,22 @@ from tests.eia_stub import (
     make_subba_rows,
     samples_dir,
 )
-from tests.test_pipeline import (
+from tests.conftest import TEST_KEY
+from tests.helpers import (
+    GP,
     PJM_SUBBAS,
+    ROOT,
     assert_exact,
+    closed_port,
     expected_observations,
+    ok,
     pacw_rows,
     parse_export,
+    restored_process_state,
     serve_all,
     served_rows,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-GP = [sys.executable, "-m", "gridpulse_cli"]
 HEADER = ["series_id", "period_end_utc", "value", "quality_flag"]
 FIXED = ["--from", "2024-01-01", "--to", "2024-01-03"]
 FIXED_WINDOW = Window(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 3, tzinfo=UTC))
@@ -100,12 +99,6 @@ def in_parallel(*calls: tuple[Any, ...]) -> list[subprocess.CompletedProcess[str
 
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
         return list(pool.map(run, calls))
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr}"
-    assert "Traceback" not in result.stderr
-    return result.stdout
 
 
 def default_db(home: str | Path) -> Path:
@@ -333,12 +326,6 @@ def test_postgresql_url_works_as_written(cli_env: dict[str, str], stub: EIAStub,
 # ---- (6) the key appears nowhere -------------------------------------------------------------------
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_api_key_appears_in_no_output_log_or_database_file(
     cli_env: dict[str, str], stub: EIAStub, tmp_path: Path
 ) -> None:
@@ -520,20 +507,6 @@ class Outcome:
     stderr: str
     home: Path
     workdir: Path
-
-
-@contextmanager
-def restored_process_state() -> Iterator[None]:
-    """The CLI installs a root log handler and a SIGTERM handler; put pytest's back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    sigterm = signal.getsignal(signal.SIGTERM)
-    try:
-        yield
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        signal.signal(signal.SIGTERM, sigterm)
 
 
 @pytest.fixture(scope="module")

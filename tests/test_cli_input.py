@@ -20,12 +20,16 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from gridpulse_cli.cli import app
+from gridpulse_cli.db import Store
+from gridpulse_cli.db.schema import SCHEMA_VERSION
 from gridpulse_cli.errors import ExitCode, InputFormatError, one_line, quote
-from gridpulse_cli.schema import SCHEMA_VERSION
-from gridpulse_cli.store import Store
-from gridpulse_cli.textinput import Utf8Reader
-from tests.test_cli import GP, ROOT, restored_process_state
-from tests.test_migrations import _v1_database
+from gridpulse_cli.files import Utf8Reader
+from tests.helpers import (
+    GP,
+    ROOT,
+    restored_process_state,
+    v1_database,
+)
 
 NOW = "2024-06-01T00:00:00Z"
 CSV_HEAD = "series_id,period_end_utc,value,quality_flag\n"
@@ -156,7 +160,7 @@ def test_readers_refuse_an_older_schema_and_leave_it_for_migrate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "old.db"
-    _v1_database(f"sqlite:///{db}", monkeypatch)
+    v1_database(f"sqlite:///{db}", monkeypatch)
     for command in (["export"], ["gaps"], ["runs"], ["revisions"]):
         result = invoke([*command, "--db", str(db)], base_env(tmp_path))
         assert_one_error_line(result, ExitCode.DATABASE, ("schema version 1", "gridpulse migrate"))

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from gridpulse_cli.errors import ExitCode
+from testing.eia_stub import EIAStub, make_fuel_rows, make_region_rows
 from tests.conftest import TEST_KEY
-from tests.eia_stub import EIAStub, make_fuel_rows, make_region_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDPULSE = Path(sys.executable).with_name("gridpulse")  # the venv's console script

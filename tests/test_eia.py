@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import socket
@@ -21,14 +22,14 @@ from gridpulse_cli.catalog import FUEL_TYPE_DATA, INTERCHANGE_DATA, REGION_DATA,
 from gridpulse_cli.eia import EIAClient, Page, RateLimiter, build_params
 from gridpulse_cli.errors import EIAKeyError, EIARequestError, EIAUnavailableError
 from gridpulse_cli.logs import setup_logging
-from tests.conftest import TEST_KEY
-from tests.eia_stub import (
+from testing.eia_stub import (
     EIAStub,
     make_fuel_rows,
     make_interchange_rows,
     make_region_rows,
     make_subba_rows,
 )
+from tests.conftest import TEST_KEY
 
 T0 = datetime(2024, 1, 1, 0, tzinfo=UTC)
 T47 = datetime(2024, 1, 2, 23, tzinfo=UTC)
@@ -303,7 +304,7 @@ def test_archived_pages_carry_no_key(region_stub: EIAStub) -> None:
         archived = page.archive_bytes()
         assert b"api_key" not in archived and TEST_KEY.encode() not in archived
         assert page.body["request"]["params"]["offset"] == page.params["offset"]
-        assert len(page.sha256()) == 64
+        assert len(hashlib.sha256(archived).hexdigest()) == 64
 
 
 # ---- rate limit -----------------------------------------------------------------------------

@@ -21,12 +21,9 @@ from vcr.errors import CannotOverwriteExistingCassetteException
 from gridpulse_cli.catalog import FUEL_TYPE_DATA, REGION_DATA
 from gridpulse_cli.eia import EIAClient, Page, RateLimiter
 from gridpulse_cli.errors import EIAKeyError, EIAUnavailableError
-from gridpulse_cli.normalize import (
-    normalize_rows,
-    read_observations_csv,
-    write_observations_csv,
-)
-from tests.vcr_helpers import BASE_URL, CASSETTES, eia_query, eia_query_key, use_eia_cassette
+from gridpulse_cli.files import read_observations_csv, write_observations_csv
+from gridpulse_cli.normalize import normalize_rows
+from testing.vcr_helpers import BASE_URL, CASSETTES, eia_query, eia_query_key, use_eia_cassette
 
 KEY = "cassette-test-key-0123456789abcdef"
 
@@ -167,7 +164,7 @@ def test_aeci_two_pages_of_16_give_24_rows_once() -> None:
 
     frame = normalize_rows(rows)
     assert set(frame["series_id"]) == {"EBA.AECI-ALL.NG.COL.H"}
-    assert frame["value"].tolist() == [float(r["value"]) for r in rows]
+    assert frame["value_mwh"].tolist() == [float(r["value"]) for r in rows]
     assert (frame["quality_flag"] == "good").all()
     assert_archive_clean(pages, recorded)
 
@@ -190,7 +187,7 @@ def test_pacw_2024_fuel_mix_values_are_kept_to_the_digit() -> None:
     assert len(frame) == 725
     got = {
         (s, t.strftime("%Y-%m-%dT%H")): v
-        for s, t, v in frame[["series_id", "period_end_utc", "value"]].itertuples(index=False)
+        for s, t, v in frame[["series_id", "period_end_utc", "value_mwh"]].itertuples(index=False)
     }
     for row in recorded_rows:
         value = got[(f"EBA.PACW-ALL.NG.{row['fueltype']}.H", row["period"])]
@@ -198,9 +195,9 @@ def test_pacw_2024_fuel_mix_values_are_kept_to_the_digit() -> None:
     assert sorted(frame["counterpart"].unique()) == ["NG", "OTH", "SUN", "WAT", "WND"]
     wind = frame[frame["series_id"] == "EBA.PACW-ALL.NG.WND.H"]
     assert len(wind) == 145
-    assert int((wind["value"] < 0).sum()) == 40
-    assert (wind.loc[wind["value"] < 0, "quality_flag"] == "good").all()
-    assert ((frame["counterpart"] == "NG") & (frame["value"] == 0)).any()  # zeros are data too
+    assert int((wind["value_mwh"] < 0).sum()) == 40
+    assert (wind.loc[wind["value_mwh"] < 0, "quality_flag"] == "good").all()
+    assert ((frame["counterpart"] == "NG") & (frame["value_mwh"] == 0)).any()  # zeros are data too
     assert frame["period_end_utc"].min() == utc(2024, 1, 1) and frame["period_end_utc"].max() == utc(
         2024, 1, 7
     )
@@ -218,7 +215,7 @@ def test_pacw_2024_values_survive_the_observation_csv_exactly(tmp_path: Path) ->
         write_observations_csv(frame, out)
     with path.open(newline="") as stream:
         (back,) = list(read_observations_csv(stream, source=str(path)))
-    assert back["value"].tolist() == frame["value"].tolist()
+    assert back["value_mwh"].tolist() == frame["value_mwh"].tolist()
     assert back["series_id"].tolist() == frame["series_id"].tolist()
     assert (back["period_end_utc"] == frame["period_end_utc"]).all()
 
@@ -238,7 +235,7 @@ def test_pacw_2023_region_demand_169_rows_with_string_total() -> None:
     assert page.rows[0]["period"] == "2023-01-01T00" and page.rows[-1]["period"] == "2023-01-08T00"
     frame = normalize_rows(page.rows)
     assert set(frame["series_id"]) == {"EBA.PACW-ALL.D.H"}
-    assert frame["value"].tolist() == [float(r["value"]) for r in page.rows]
+    assert frame["value_mwh"].tolist() == [float(r["value"]) for r in page.rows]
     assert frame["period_end_utc"].is_monotonic_increasing and frame["period_end_utc"].is_unique
 
     (fuel_page,) = fuel
@@ -309,7 +306,7 @@ def test_gzip_cassette_bodies_are_stored_compressed_and_decode() -> None:
     assert fuel[0].rows == recorded[1]["response"]["data"]
     frame = normalize_rows(rows_of(demand + fuel))
     assert len(frame) == 49 + 245
-    assert (frame.loc[frame["counterpart"] == "WND", "value"] < 0).any()
+    assert (frame.loc[frame["counterpart"] == "WND", "value_mwh"] < 0).any()
     assert_archive_clean(demand + fuel, recorded)
 
 

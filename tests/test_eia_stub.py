@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.eia_stub import (
+from testing.eia_stub import (
     DEFAULT_NEIGHBOURS,
     FIELDS,
     KEY_INVALID_BODY,

@@ -12,20 +12,35 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gridpulse_cli import progress
+from gridpulse_cli import render
 from gridpulse_cli.backfill import GapFillReport
 from gridpulse_cli.catalog import REGION_DATA
+from gridpulse_cli.db import Store
+from gridpulse_cli.engine import ChunkDone
 from gridpulse_cli.errors import ExitCode
 from gridpulse_cli.gaps import Gap
+from gridpulse_cli.ingest import run_ingest
+from gridpulse_cli.ledger import RunReport
 from gridpulse_cli.logs import rich_console, setup_logging
-from gridpulse_cli.pipeline import Chunk, ChunkDone, RunReport, run_ingest
+from gridpulse_cli.planner import Chunk
 from gridpulse_cli.runs import list_runs
-from gridpulse_cli.store import Store
 from gridpulse_cli.windows import Window
-from tests.eia_stub import EIAStub, make_region_rows
-from tests.test_backfill import client_for, error_lines, gp, ok
-from tests.test_cli import closed_port, restored_process_state
-from tests.test_ops import NOW_TEXT, OPS_WINDOW, WINDOW_ARGS, Holder, library_ingest, make_holes, serve_ops
+from testing.eia_stub import EIAStub, make_region_rows
+from tests.helpers import (
+    NOW_TEXT,
+    OPS_WINDOW,
+    WINDOW_ARGS,
+    Holder,
+    client_for,
+    closed_port,
+    error_lines,
+    gp,
+    library_ingest,
+    make_holes,
+    ok,
+    restored_process_state,
+    serve_ops,
+)
 
 # An error line may take two 80-column terminal lines, no more.
 TWO_LINES = 160
@@ -88,7 +103,7 @@ def test_progress_bar_draws_on_the_log_console_with_labelled_times() -> None:
         setup_logging("INFO", "rich", stream=stream)
         console = rich_console()
         assert console is not None and console.file is stream
-        on_chunk, stop = progress.reporter("backfill")
+        on_chunk, stop = render.reporter("backfill")
         try:
             # logged while the bar is live (as run_backfill does when it resumes)
             logging.getLogger("gridpulse_cli.backfill").info(
@@ -245,6 +260,6 @@ def test_run_durations_are_the_runs_own_elapsed_seconds(db_url: str, stub: EIASt
         (run,) = list_runs(store, 1)
     finally:
         store.close()
-    assert run.started_at == run.finished_at  # the pinned clock did not move ...
+    assert run.started_at_utc == run.finished_at_utc  # the pinned clock did not move ...
     assert isinstance(run.duration_s, float) and 0.2 <= run.duration_s < 20  # ... the run took time
     assert run.duration_s == round(run.duration_s, 1)

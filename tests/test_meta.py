@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -63,3 +64,23 @@ def test_readme_runs_the_gap_backfill_when_gaps_check_finds_gaps() -> None:
     assert chained, "the README shows the gaps-then-backfill line"
     for line in chained:
         assert "&&" not in line and re.search(r"--check\s*\|\|\s*gridpulse backfill --gaps", line), line
+
+
+def _imported_modules(path: Path) -> set[str]:
+    modules: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            modules.add(node.module)
+        elif isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+    return modules
+
+
+def test_tests_share_one_helpers_module_and_bench_imports_nothing_from_tests() -> None:
+    """Test modules import each other's helpers from tests.helpers only; the stub lives in testing/."""
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        crossed = {m for m in _imported_modules(path) if m.startswith("tests.test_")}
+        assert not crossed, f"{path.name} imports {sorted(crossed)}: move the helper to tests/helpers.py"
+    for path in sorted([*(ROOT / "bench").glob("*.py"), *(ROOT / "testing").glob("*.py")]):
+        from_tests = {m for m in _imported_modules(path) if m == "tests" or m.startswith("tests.")}
+        assert not from_tests, f"{path.relative_to(ROOT)} imports {sorted(from_tests)}"

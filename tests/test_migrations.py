@@ -8,47 +8,19 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from gridpulse_cli import schema
-from gridpulse_cli import store as store_module
+from gridpulse_cli.db import schema
+from gridpulse_cli.db import store as store_module
+from gridpulse_cli.db.store import Store
 from gridpulse_cli.errors import SchemaTooNewError
+from gridpulse_cli.ledger import finish_run, start_run
 from gridpulse_cli.runs import list_runs
-from gridpulse_cli.store import Store
+from tests.helpers import v1_database
 
 NOW = datetime(2024, 2, 1, tzinfo=UTC)
 
 
-def _v1_database(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Create the schema exactly as release 1 did, with data in it."""
-    with monkeypatch.context() as patch:
-        patch.setattr(store_module, "MIGRATIONS", schema.MIGRATIONS[:1])
-        patch.setattr(store_module, "SCHEMA_VERSION", 1)
-        old = Store.open(url)
-        with old.transaction() as conn:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO series (series_id, dataset, area, area_type, counterpart, first_seen_utc) "
-                    "VALUES ('EBA.CISO-ALL.D.H', 'demand', 'CISO', 'ba', '', :now)"
-                ),
-                {"now": old._ts(NOW)},
-            )
-            conn.execute(
-                sa.text(
-                    "INSERT INTO observations (series_key, period_end_utc, value_mwh, quality_flag, "
-                    "first_seen_utc, last_changed_utc) VALUES (1, :p, 25055, 'good', :now, :now)"
-                ),
-                {"p": old._ts(datetime(2024, 1, 1, 5, tzinfo=UTC)), "now": old._ts(NOW)},
-            )
-            conn.execute(
-                sa.text("INSERT INTO runs (command, status, started_at_utc) VALUES ('ingest', 'ok', :now)"),
-                {"now": old._ts(NOW)},
-            )
-        with old.engine.connect() as conn:
-            assert old.schema_version(conn) == 1
-        old.close()
-
-
 def test_previous_release_database_upgrades_in_place(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    _v1_database(db_url, monkeypatch)
+    v1_database(db_url, monkeypatch)
 
     upgraded = Store.open(db_url)
     with upgraded.engine.connect() as conn:
@@ -102,18 +74,18 @@ def test_runs_recorded_before_v3_keep_their_durations(db_url: str, monkeypatch: 
         patch.setattr(store_module, "MIGRATIONS", schema.MIGRATIONS[:2])
         patch.setattr(store_module, "SCHEMA_VERSION", 2)
         old = Store.open(db_url)
-        old_run = old.start_run("ingest", None, ["PJM"], ["demand"], NOW)
+        old_run = start_run(old, "ingest", None, ["PJM"], ["demand"], NOW)
         with old.transaction() as conn:
             conn.execute(
                 sa.text("UPDATE runs SET status = 'ok', finished_at_utc = :end WHERE run_id = :id"),
-                {"end": old._ts(NOW + timedelta(seconds=90)), "id": old_run},
+                {"end": old.encode_time(NOW + timedelta(seconds=90)), "id": old_run},
             )
         old.close()
 
     upgraded = Store.open(db_url)
     try:
-        new_run = upgraded.start_run("ingest", None, ["PJM"], ["demand"], NOW)
-        upgraded.finish_run(new_run, "ok", NOW, elapsed_s=2.345)
+        new_run = start_run(upgraded, "ingest", None, ["PJM"], ["demand"], NOW)
+        finish_run(upgraded, new_run, "ok", NOW, elapsed_s=2.345)
         durations = {run.run_id: run.duration_s for run in list_runs(upgraded)}
     finally:
         upgraded.close()

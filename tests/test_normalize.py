@@ -29,16 +29,10 @@ from gridpulse_cli.catalog import (
     series_id,
 )
 from gridpulse_cli.errors import InputFormatError, UsageError
-from gridpulse_cli.normalize import (
-    CSV_COLUMNS,
-    FRAME_COLUMNS,
-    normalize_rows,
-    read_observations_csv,
-    read_raw_rows,
-    write_observations_csv,
-)
-from gridpulse_cli.windows import Window, parse_time, resolve_window
-from tests.eia_stub import load_sample_rows, make_subba_rows, samples_dir
+from gridpulse_cli.files import CSV_COLUMNS, read_observations_csv, read_raw_rows, write_observations_csv
+from gridpulse_cli.normalize import FRAME_COLUMNS, normalize_rows
+from gridpulse_cli.windows import Window, parse_time, resolve_window, window_or_all_time
+from testing.eia_stub import load_sample_rows, make_subba_rows, samples_dir
 
 needs_samples = pytest.mark.skipif(not samples_dir().is_dir(), reason="shared/eia-samples not available")
 HEADER = "series_id,period_end_utc,value,quality_flag"
@@ -606,7 +600,7 @@ def test_since_24h_is_exactly_24_hours_ending_after_now(now: datetime) -> None:
 def test_since_defaults_and_units() -> None:
     now = utc(2024, 3, 10, 5) + timedelta(minutes=1)
     assert resolve_window(None, None, None, now) == resolve_window("24h", None, None, now)
-    assert resolve_window(None, None, None, now, default_since=None) is None
+    assert window_or_all_time(None, None, None, now) is None
     assert resolve_window("7d", None, None, now).hours == 168
     assert resolve_window("2w", None, None, now).hours == 336
     assert resolve_window(" 3H ", None, None, now).hours == 3

@@ -6,7 +6,7 @@ import gzip
 import json
 import os
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,10 +16,11 @@ import pytest
 import sqlalchemy as sa
 
 from gridpulse_cli.catalog import parse_series_id
+from gridpulse_cli.db import LoadCounts, Store
+from gridpulse_cli.db.schema import MIGRATIONS, SCHEMA_VERSION
 from gridpulse_cli.errors import DatabaseError, SchemaTooNewError
-from gridpulse_cli.schema import MIGRATIONS, SCHEMA_VERSION
-from gridpulse_cli.store import TIME_FORMAT, LoadCounts, Store
-from gridpulse_cli.windows import Window
+from gridpulse_cli.ledger import finish_run, start_run
+from gridpulse_cli.windows import Window, format_utc
 
 T0 = datetime(2024, 1, 1, 0, tzinfo=UTC)
 RUN_AT_1 = datetime(2024, 2, 1, 12, 0, 0, tzinfo=UTC)
@@ -35,7 +36,7 @@ def hour(n: int) -> datetime:
 
 
 def stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+    return format_utc(moment)
 
 
 def as_text(value: Any) -> Any:
@@ -67,15 +68,6 @@ def frame(rows: Sequence[tuple[str, int, float | None] | tuple[str, int, float |
     return out
 
 
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    opened = Store.open(db_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
 def upsert(store: Store, rows: pd.DataFrame, run_id: int | None, now: datetime) -> LoadCounts:
     with store.transaction() as conn:
         return store.upsert(conn, rows, run_id, now)
@@ -92,7 +84,7 @@ def observation(store: Store, sid: str, offset: int) -> dict[str, Any]:
         "FROM observations o JOIN series s ON s.series_key = o.series_key "
         "WHERE s.series_id = :sid AND o.period_end_utc = :period"
     )
-    period: Any = stamp(hour(offset)) if store.dialect == "sqlite" else hour(offset)
+    period = store.encode_time(hour(offset))
     with store.engine.connect() as conn:
         row = conn.execute(stmt, {"sid": sid, "period": period}).mappings().one()
     return {k: as_text(v) for k, v in row.items()}
@@ -204,11 +196,11 @@ def test_stored_values_round_trip_exactly(store: Store) -> None:
 
 
 def test_changed_value_is_a_revision_keeping_the_old_one(store: Store) -> None:
-    run1 = store.start_run("ingest", None, ["PJM"], ["demand"], RUN_AT_1)
+    run1 = start_run(store, "ingest", None, ["PJM"], ["demand"], RUN_AT_1)
     data = sample_frame()
     upsert(store, data, run1, RUN_AT_1)
 
-    run2 = store.start_run("ingest", None, ["PJM"], ["demand"], RUN_AT_2)
+    run2 = start_run(store, "ingest", None, ["PJM"], ["demand"], RUN_AT_2)
     changed = data.copy()
     changed.loc[3, "value_mwh"] = 4242.5
     counts = upsert(store, changed, run2, RUN_AT_2)
@@ -323,8 +315,8 @@ def test_series_rows_describe_the_series(store: Store) -> None:
 
 def test_run_ledger_records_start_and_finish(store: Store) -> None:
     window = Window(hour(0), hour(24))
-    ok = store.start_run("ingest", window, ["PJM", "CISO"], ["demand", "fuel-mix"], RUN_AT_1)
-    failed = store.start_run("load x.csv", None, [], [], RUN_AT_2)
+    ok = start_run(store, "ingest", window, ["PJM", "CISO"], ["demand", "fuel-mix"], RUN_AT_1)
+    failed = start_run(store, "load x.csv", None, [], [], RUN_AT_2)
     assert failed != ok
 
     def run(run_id: int) -> dict[str, Any]:
@@ -342,7 +334,8 @@ def test_run_ledger_records_start_and_finish(store: Store) -> None:
     assert (started["window_start_utc"], started["window_end_utc"]) == (stamp(hour(0)), stamp(hour(24)))
     assert (started["bas"], started["datasets"]) == ("PJM,CISO", "demand,fuel-mix")
 
-    store.finish_run(
+    finish_run(
+        store,
         ok,
         "ok",
         RUN_AT_1 + timedelta(minutes=2),
@@ -351,7 +344,7 @@ def test_run_ledger_records_start_and_finish(store: Store) -> None:
         requests=7,
         retries=2,
     )
-    store.finish_run(failed, "failed", RUN_AT_2 + timedelta(seconds=5), error="input.csv:3: bad value")
+    finish_run(store, failed, "failed", RUN_AT_2 + timedelta(seconds=5), error="input.csv:3: bad value")
     done = run(ok)
     assert done["status"] == "ok"
     assert done["finished_at_utc"] == stamp(RUN_AT_1 + timedelta(minutes=2))
@@ -375,7 +368,7 @@ def test_sources_archive_is_gzip_without_the_key(store: Store) -> None:
         {"response": {"total": "1", "data": [{"period": "2024-01-01T01", "value": "5"}]}, "request": {}}
     ).encode()
     params = {"frequency": "hourly", "facets[respondent][]": ["PJM"], "start": "2024-01-01T00"}
-    run_id = store.start_run("ingest", None, ["PJM"], ["demand"], RUN_AT_1)
+    run_id = start_run(store, "ingest", None, ["PJM"], ["demand"], RUN_AT_1)
     with store.transaction() as conn:
         source_id = store.archive(
             conn, run_id, "eia-response", "region-data", params, gzip.compress(body), 1, "abc123", RUN_AT_1

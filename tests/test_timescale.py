@@ -7,8 +7,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from gridpulse_cli.schema import TIMESCALE_CHUNK_INTERVAL, timescale_statements
-from gridpulse_cli.store import Store, enable_timescale
+from gridpulse_cli.db import Store
+from gridpulse_cli.db.postgres import enable_timescale
+from gridpulse_cli.db.schema import TIMESCALE_CHUNK_INTERVAL, timescale_statements
 
 
 class _Result:

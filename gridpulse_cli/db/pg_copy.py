@@ -41,44 +41,9 @@ def encode_rows(
     [, first_seen_utc, last_changed_utc, run_id]). `source_ids` < 0 means NULL; NaN values are
     NULL; `extra` is (stamp in PG microseconds, run_id or None) for the direct COPY."""
     parts = [_HEADER]
-    null_value = np.isnan(values)
-    null_source = source_ids < 0
-    groups: dict[tuple[str, bool, bool], np.ndarray[Any, Any]] = {}
-    flag_codes, flag_names = pd.factorize(np.asarray(flags, dtype=object))
-    for code, flag in enumerate(flag_names):
-        in_flag = flag_codes == code
-        for nv in (False, True):
-            for ns in (False, True):
-                mask = in_flag & (null_value == nv) & (null_source == ns)
-                if mask.any():
-                    groups[(str(flag), nv, ns)] = np.flatnonzero(mask)
-    for (flag, nv, ns), index in groups.items():
+    for (flag, nv, ns), index in _groups(values, flags, source_ids).items():
         flag_bytes = flag.encode()
-        fields: list[tuple[str, str]] = [
-            ("count", ">i2"),
-            ("l_key", ">i4"),
-            ("key", ">i4"),
-            ("l_ts", ">i4"),
-            ("ts", ">i8"),
-            ("l_val", ">i4"),
-        ]
-        if not nv:
-            fields.append(("val", ">f8"))
-        fields += [("l_flag", ">i4"), ("flag", f"S{len(flag_bytes)}"), ("l_src", ">i4")]
-        if not ns:
-            fields.append(("src", ">i8"))
-        run_null = extra is not None and extra[1] is None
-        if extra is not None:
-            fields += [
-                ("l_first", ">i4"),
-                ("first", ">i8"),
-                ("l_last", ">i4"),
-                ("last", ">i8"),
-                ("l_run", ">i4"),
-            ]
-            if not run_null:
-                fields.append(("run", ">i4"))
-        records = np.empty(len(index), dtype=np.dtype(fields))
+        records = np.empty(len(index), dtype=_record_type(len(flag_bytes), nv, ns, extra))
         records["count"] = 8 if extra is not None else 5
         records["l_key"], records["key"] = 4, series_key[index]
         records["l_ts"], records["ts"] = 8, period_us[index]
@@ -90,15 +55,59 @@ def encode_rows(
         if not ns:
             records["src"] = source_ids[index]
         if extra is not None:
-            stamp, run_id = extra
-            records["l_first"], records["first"] = 8, stamp
-            records["l_last"], records["last"] = 8, stamp
-            records["l_run"] = -1 if run_null else 4
-            if not run_null:
-                records["run"] = run_id
+            _fill_extra(records, *extra)
         parts.append(records.tobytes())
     parts.append(_TRAILER)
     return b"".join(parts)
+
+
+def _groups(
+    values: np.ndarray[Any, Any], flags: np.ndarray[Any, Any], source_ids: np.ndarray[Any, Any]
+) -> dict[tuple[str, bool, bool], np.ndarray[Any, Any]]:
+    """Row positions per (flag, value is null, source is null): one record layout each."""
+    null_value = np.isnan(values)
+    null_source = source_ids < 0
+    groups: dict[tuple[str, bool, bool], np.ndarray[Any, Any]] = {}
+    flag_codes, flag_names = pd.factorize(np.asarray(flags, dtype=object))
+    for code, flag in enumerate(flag_names):
+        in_flag = flag_codes == code
+        for nv in (False, True):
+            for ns in (False, True):
+                mask = in_flag & (null_value == nv) & (null_source == ns)
+                if mask.any():
+                    groups[(str(flag), nv, ns)] = np.flatnonzero(mask)
+    return groups
+
+
+def _record_type(flag_len: int, nv: bool, ns: bool, extra: tuple[int, int | None] | None) -> np.dtype[Any]:
+    """The big-endian record of one group: each field's length word, then its value unless null."""
+    fields = [
+        ("count", ">i2"),
+        ("l_key", ">i4"),
+        ("key", ">i4"),
+        ("l_ts", ">i4"),
+        ("ts", ">i8"),
+        ("l_val", ">i4"),
+    ]
+    if not nv:
+        fields.append(("val", ">f8"))
+    fields += [("l_flag", ">i4"), ("flag", f"S{flag_len}"), ("l_src", ">i4")]
+    if not ns:
+        fields.append(("src", ">i8"))
+    if extra is not None:
+        fields += [("l_first", ">i4"), ("first", ">i8"), ("l_last", ">i4"), ("last", ">i8"), ("l_run", ">i4")]
+        if extra[1] is not None:
+            fields.append(("run", ">i4"))
+    return np.dtype(fields)
+
+
+def _fill_extra(records: np.ndarray[Any, Any], stamp: int, run_id: int | None) -> None:
+    """first_seen_utc, last_changed_utc (both `stamp`) and run_id of the direct COPY."""
+    records["l_first"], records["first"] = 8, stamp
+    records["l_last"], records["last"] = 8, stamp
+    records["l_run"] = -1 if run_id is None else 4
+    if run_id is not None:
+        records["run"] = run_id
 
 
 def _copy(conn: Connection, statement: str, payload: bytes) -> None:

@@ -17,20 +17,21 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from gridpulse_cli import report
+from gridpulse_cli import render
 from gridpulse_cli.cli import app
-from gridpulse_cli.report import Column, column_widths, print_table
-from gridpulse_cli.store import LoadCounts, Store
+from gridpulse_cli.db import LoadCounts, Store
+from gridpulse_cli.ledger import finish_run, start_run
+from gridpulse_cli.render import Column, column_widths, print_table
 from gridpulse_cli.text import compact_count, human_duration, plural, short_list, shorten
-from tests.eia_stub import EIAStub
-from tests.test_cli import restored_process_state
-from tests.test_ops import (
+from testing.eia_stub import EIAStub
+from tests.helpers import (
     EXPECTED_GAPS,
     NOW,
     NOW_TEXT,
     OPS_WINDOW,
     library_ingest,
     make_holes,
+    restored_process_state,
     serve_ops,
 )
 
@@ -62,8 +63,9 @@ def ops_db(stub: EIAStub, tmp_path: Path) -> str:
     library_ingest(url, stub)
     store = Store.open(url)
     try:
-        run = store.start_run("backfill --gaps", OPS_WINDOW, ["PJM", "CISO"], ["fuel-mix"], NOW)
-        store.finish_run(
+        run = start_run(store, "backfill --gaps", OPS_WINDOW, ["PJM", "CISO"], ["fuel-mix"], NOW)
+        finish_run(
+            store,
             run,
             "interrupted",
             NOW + timedelta(minutes=2, seconds=5),
@@ -72,8 +74,9 @@ def ops_db(stub: EIAStub, tmp_path: Path) -> str:
             requests=250,
             error="interrupted after 3 committed chunks (run 3); committed chunks are kept, re-run to continue",
         )
-        run = store.start_run("ingest", OPS_WINDOW, ["PJM"], ["demand"], NOW)
-        store.finish_run(
+        run = start_run(store, "ingest", OPS_WINDOW, ["PJM"], ["demand"], NOW)
+        finish_run(
+            store,
             run,
             "failed",
             NOW + timedelta(seconds=3),
@@ -93,7 +96,7 @@ def runner() -> Iterator[CliRunner]:
 def terminal(monkeypatch: pytest.MonkeyPatch) -> Console:
     """An 80-column terminal for print_table (as if stdout were a TTY)."""
     console = Console(width=WIDTH, force_terminal=True, record=True, file=io.StringIO())
-    monkeypatch.setattr(report, "_terminal_console", lambda: console)
+    monkeypatch.setattr(render, "_terminal_console", lambda: console)
     return console
 
 

@@ -23,10 +23,15 @@ from gridpulse_cli.cli import app
 from gridpulse_cli.config import load_env_file, load_settings, parse_env_file
 from gridpulse_cli.errors import ConfigError, ExitCode
 from gridpulse_cli.health import behind_text, publishes
+from testing.eia_stub import EIAStub, make_region_rows
 from tests.conftest import TEST_KEY
-from tests.eia_stub import EIAStub, make_region_rows
-from tests.test_backfill import error_lines, full_env, gp, ok
-from tests.test_ops import in_parallel
+from tests.helpers import (
+    error_lines,
+    full_env,
+    gp,
+    in_parallel,
+    ok,
+)
 
 NOW = "2024-03-10T00:00:00Z"  # demand (2 h lag) is due through 2024-03-09T22
 # The installed console script beside this interpreter (the venv's), as a user or cron runs it.

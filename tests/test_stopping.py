@@ -26,14 +26,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from gridpulse_cli import ledger
 from gridpulse_cli.backfill import run_backfill
+from gridpulse_cli.db import Store
 from gridpulse_cli.eia import EIAClient, RateLimiter
 from gridpulse_cli.errors import DatabaseError, EIAError, ExitCode
 from gridpulse_cli.lock import writer_lock
-from gridpulse_cli.store import Store
 from gridpulse_cli.windows import Window, parse_time
+from testing.eia_stub import EIAStub, make_fuel_rows, make_interchange_rows, make_region_rows, make_subba_rows
 from tests.conftest import TEST_KEY
-from tests.eia_stub import EIAStub, make_fuel_rows, make_interchange_rows, make_region_rows, make_subba_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 BAS = ["PJM", "CISO", "MISO", "ERCO", "SWPP"]
@@ -283,16 +284,14 @@ def test_a_run_that_cannot_record_its_outcome_still_counts_what_it_committed(
         raise DatabaseError("database error: server closed the connection unexpectedly")
 
     busy_stub.fail_next("http400", times=1000, after=6)
-    finish = store.finish_run
     try:
-        store.finish_run = database_gone  # type: ignore[method-assign]
-        with pytest.raises(EIAError):
+        with pytest.MonkeyPatch.context() as patch, pytest.raises(EIAError):
+            patch.setattr(ledger, "finish_run", database_gone)
             run_backfill(store, client, BAS, ["demand", "fuel-mix"], window, end_as_given="x", workers=1)
-        store.finish_run = finish  # type: ignore[method-assign]
         [run] = runs_of(db_url)
         assert run["status"] == "running"
         assert int(str(run["rows_inserted"])) == observation_count(db_url) > 0
-        assert store.close_abandoned_runs(parse_time("2024-05-15")) == 1
+        assert ledger.close_abandoned_runs(store, parse_time("2024-05-15")) == 1
         [run] = runs_of(db_url)
         assert run["status"] == "interrupted" and "lost the database" in str(run["error"])
     finally:

@@ -1,6 +1,6 @@
 """The database schema, as ordered migrations for SQLite and PostgreSQL.
 
-Tables (see docs/schema.md):
+Tables (README.md, "What gets stored" > "Tables", describes each for users):
     gridpulse_schema  one row per applied migration (version, applied_at_utc)
     series            one row per EIA series ID (dataset, area, counterpart, units)
     observations      one row per (series, period_end_utc): value_mwh, quality_flag, first/last seen
@@ -24,19 +24,19 @@ class Migration:
     sqlite: tuple[str, ...]
     postgresql: tuple[str, ...]
 
-    def statements(self, dialect: str) -> tuple[str, ...]:
-        return self.sqlite if dialect == "sqlite" else self.postgresql
 
-
-_V1_SQLITE = (
-    """CREATE TABLE series (
-        series_key INTEGER PRIMARY KEY,
-        series_id TEXT NOT NULL UNIQUE,
+# The series columns both backends spell the same way.
+_SERIES_COLUMNS = """        series_id TEXT NOT NULL UNIQUE,
         dataset TEXT NOT NULL,
         area TEXT NOT NULL,
         area_type TEXT NOT NULL,
         counterpart TEXT NOT NULL DEFAULT '',
-        units TEXT NOT NULL DEFAULT 'MWh',
+        units TEXT NOT NULL DEFAULT 'MWh',"""
+
+_V1_SQLITE = (
+    f"""CREATE TABLE series (
+        series_key INTEGER PRIMARY KEY,
+{_SERIES_COLUMNS}
         first_seen_utc TEXT NOT NULL
     )""",
     """CREATE TABLE runs (
@@ -94,14 +94,9 @@ _V1_SQLITE = (
 )
 
 _V1_POSTGRESQL = (
-    """CREATE TABLE series (
+    f"""CREATE TABLE series (
         series_key SERIAL PRIMARY KEY,
-        series_id TEXT NOT NULL UNIQUE,
-        dataset TEXT NOT NULL,
-        area TEXT NOT NULL,
-        area_type TEXT NOT NULL,
-        counterpart TEXT NOT NULL DEFAULT '',
-        units TEXT NOT NULL DEFAULT 'MWh',
+{_SERIES_COLUMNS}
         first_seen_utc TIMESTAMPTZ NOT NULL
     )""",
     """CREATE TABLE runs (

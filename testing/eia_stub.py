@@ -185,7 +185,7 @@ _SORT_PARAM = re.compile(r"^sort\[(\d+)\]\[(column|direction)\]$")
 
 
 def samples_dir() -> Path:
-    """Return the real EIA samples: env ``GRIDPULSE_SAMPLES_DIR``, else the copy in tests/data."""
+    """Return the real EIA samples: env ``GRIDPULSE_SAMPLES_DIR``, else the copy in testing/data."""
     env = os.environ.get("GRIDPULSE_SAMPLES_DIR")
     if env:
         return Path(env)

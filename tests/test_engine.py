@@ -6,11 +6,10 @@ gridpulse's normalizer), and compared value by value with what `export` writes.
 
 from __future__ import annotations
 
-import csv
 import gzip
 import io
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,145 +17,51 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import yaml
 
-from gridpulse_cli.catalog import DATASETS, MVP_BAS
+from gridpulse_cli.catalog import MVP_BAS
+from gridpulse_cli.db import Store
 from gridpulse_cli.eia import EIAClient, RateLimiter
+from gridpulse_cli.engine import iter_raw_rows
 from gridpulse_cli.errors import EIAKeyError, EIAUnavailableError, InputFormatError
 from gridpulse_cli.export import export_csv
-from gridpulse_cli.normalize import normalize_rows, write_observations_csv
-from gridpulse_cli.pipeline import iter_raw_rows, plan_chunks, run_ingest, run_load
-from gridpulse_cli.store import Store
+from gridpulse_cli.files import write_observations_csv
+from gridpulse_cli.ingest import run_ingest
+from gridpulse_cli.load import run_load
+from gridpulse_cli.normalize import normalize_rows
+from gridpulse_cli.planner import plan_chunks
 from gridpulse_cli.windows import Window
-from tests.conftest import TEST_KEY
-from tests.eia_stub import (
+from testing.eia_stub import (
     DEFAULT_NEIGHBOURS,
-    DEFAULT_SUBBAS,
     ROUTES,
     EIAStub,
     make_fuel_rows,
     make_interchange_rows,
     make_region_rows,
     make_subba_rows,
-    samples_dir,
+)
+from tests.conftest import TEST_KEY
+from tests.helpers import (
+    ALL_DATASETS,
+    PJM_SUBBAS,
+    assert_exact,
+    expected_observations,
+    pacw_rows,
+    parse_export,
+    raw_series_id,
+    serve_all,
+    served_rows,
 )
 
-ALL_DATASETS = list(DATASETS)
-PACW_CASSETTE = "ring-cassette-fuel-type-PACW-2024-01-01_07.yaml"
-AREA_FIELD = {
-    "region-data": "respondent",
-    "fuel-type-data": "respondent",
-    "interchange-data": "fromba",
-    "region-sub-ba-data": "parent",
-}
-TYPE_DATASET = {"D": "demand", "DF": "forecast", "NG": "generation", "TI": "total-interchange"}
 ROUTE_DATASET = {
     "fuel-type-data": "fuel-mix",
     "interchange-data": "interchange",
     "region-sub-ba-data": "subregion-demand",
 }
-PJM_SUBBAS = ["AE", "AEP", "ATSI", "BC", "COMD", "DOM"]
 WINDOW = Window(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 3, tzinfo=UTC))
 RUN_NOW = datetime(2024, 1, 5, 12, tzinfo=UTC)
 
 
 # ---- what the stub serves, and what gridpulse must therefore store ---------------------------------
-
-
-def serve_all(stub: EIAStub, start: datetime | str, end: datetime | str, null_fraction: float = 0.04) -> None:
-    """Serve every route for the MVP BAs and for areas gridpulse was not asked for (inclusive hours)."""
-    others = ["TVA", "NYIS", "US48", "CAL"]
-    stub.set_rows(
-        "region-data", make_region_rows([*MVP_BAS, *others], start, end, null_fraction=null_fraction)
-    )
-    stub.set_rows(
-        "fuel-type-data",
-        make_fuel_rows([*MVP_BAS, "TVA"], start, end, null_fraction=null_fraction)
-        + make_fuel_rows(["CISO"], start, end, fuels=("BAT", "GEO"), seed=3),
-    )
-    stub.set_rows(
-        "interchange-data",
-        make_interchange_rows({**DEFAULT_NEIGHBOURS, "TVA": ["PJM", "MISO"], "MEX": ["CISO"]}, start, end),
-    )
-    stub.set_rows(
-        "region-sub-ba-data",
-        make_subba_rows({**DEFAULT_SUBBAS, "PJM": PJM_SUBBAS, "NYIS": ["ZONA", "ZONB"]}, start, end),
-    )
-
-
-def raw_series_id(route: str, row: Mapping[str, Any]) -> tuple[str, str]:
-    """EIA's series ID and gridpulse dataset of a raw row, written out independently of the code."""
-    if route == "region-data":
-        return f"EBA.{row['respondent']}-ALL.{row['type']}.H", TYPE_DATASET[row["type"]]
-    if route == "fuel-type-data":
-        return f"EBA.{row['respondent']}-ALL.NG.{row['fueltype']}.H", "fuel-mix"
-    if route == "interchange-data":
-        return f"EBA.{row['fromba']}-{row['toba']}.ID.H", "interchange"
-    return f"EBA.{row['parent']}-{row['subba']}.D.H", "subregion-demand"
-
-
-def expected_observations(
-    served: Mapping[str, Iterable[Mapping[str, Any]]],
-    bas: Sequence[str],
-    window: Window,
-    datasets: Sequence[str] = ALL_DATASETS,
-) -> dict[tuple[str, str], str | None]:
-    """(series_id, period_end_utc text) -> the served value string (None when EIA sent null)."""
-    out: dict[tuple[str, str], str | None] = {}
-    for route, rows in served.items():
-        for row in rows:
-            if row[AREA_FIELD[route]] not in bas:
-                continue
-            end = datetime.strptime(row["period"], "%Y-%m-%dT%H").replace(tzinfo=UTC)
-            if not window.start <= end < window.end:
-                continue
-            sid, dataset = raw_series_id(route, row)
-            if dataset not in datasets:
-                continue
-            key = (sid, end.strftime("%Y-%m-%dT%H:%M:%SZ"))
-            assert key not in out, f"the test serves {key} twice"
-            value = row["value"]
-            out[key] = None if value is None else str(value)
-    return out
-
-
-def served_rows(stub: EIAStub) -> dict[str, list[dict[str, Any]]]:
-    return {route: stub.rows(route) for route in ROUTES}
-
-
-def parse_export(text: str) -> dict[tuple[str, str], tuple[str, str]]:
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader)
-    assert header[:4] == ["series_id", "period_end_utc", "value", "quality_flag"]
-    out: dict[tuple[str, str], tuple[str, str]] = {}
-    previous: tuple[str, str] | None = None
-    for row in reader:
-        key = (row[0], row[1])
-        assert key not in out, f"{key} exported twice"
-        assert previous is None or previous < key, f"export not sorted by series_id, time at {key}"
-        previous = key
-        out[key] = (row[2], row[3])
-    return out
-
-
-def assert_exact(exported: Mapping[tuple[str, str], tuple[str, str]], expected: Mapping[Any, Any]) -> None:
-    """Every served row is there with exactly the served value; null is empty + missing; no extras."""
-    missing = sorted(set(expected) - set(exported))
-    extra = sorted(set(exported) - set(expected))
-    assert not missing, f"{len(missing)} served observations not exported, e.g. {missing[:5]}"
-    assert not extra, f"{len(extra)} exported observations were not served, e.g. {extra[:5]}"
-    wrong = []
-    for key, served in expected.items():
-        value, flag = exported[key]
-        if served is None:
-            ok = (value, flag) == ("", "missing")
-        else:
-            ok = flag == "good" and value != "" and Decimal(value) == Decimal(served)
-        if not ok:
-            wrong.append((key, served, value, flag))
-    assert not wrong, (
-        f"{len(wrong)} values differ from the served ones (key, served, value, flag): {wrong[:5]}"
-    )
 
 
 def export_text(store: Store, window: Window | None = None, bas: Sequence[str] | None = None) -> str:
@@ -182,15 +87,6 @@ def clock(start: datetime = RUN_NOW) -> Iterator[datetime]:
     while True:
         yield moment
         moment += timedelta(seconds=1)
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    opened = Store.open(db_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def ingest(
@@ -451,19 +347,6 @@ def _stored_datasets(store: Store) -> list[tuple[str]]:
                 "SELECT DISTINCT s.dataset FROM observations o JOIN series s ON s.series_key = o.series_key"
             )
         ]
-
-
-def pacw_rows() -> list[dict[str, Any]]:
-    """The 725 fuel-type rows EIA returned for PACW, 2024-01-01T00..2024-01-07T00."""
-    path = samples_dir() / PACW_CASSETTE
-    if not path.is_file():
-        pytest.skip(f"{PACW_CASSETTE} not available")
-    cassette = yaml.safe_load(path.read_text())
-    [interaction] = cassette["interactions"]
-    body = json.loads(interaction["response"]["body"]["string"])
-    rows = body["response"]["data"]
-    assert len(rows) == int(body["response"]["total"]) == 725
-    return rows
 
 
 def test_pacw_fuel_mix_week_equals_eia_to_the_digit(store: Store, stub: EIAStub) -> None:
