@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,13 @@ def test_tests_share_one_helpers_module_and_bench_imports_nothing_from_tests() -
     for path in sorted([*(ROOT / "bench").glob("*.py"), *(ROOT / "testing").glob("*.py")]):
         from_tests = {m for m in _imported_modules(path) if m == "tests" or m.startswith("tests.")}
         assert not from_tests, f"{path.relative_to(ROOT)} imports {sorted(from_tests)}"
+
+
+def test_the_installed_package_has_every_subpackage(tmp_path: Path) -> None:
+    """The quick start installs with `pip install .` (not editable): a subpackage missing from
+    pyproject's package list is missing from the install, and every command fails."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {
+        ".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "gridpulse_cli").rglob("__init__.py")
+    }
+    assert on_disk <= listed, f"add to [tool.setuptools] packages: {sorted(on_disk - listed)}"
