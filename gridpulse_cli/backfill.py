@@ -1,8 +1,8 @@
 """`gridpulse backfill` and `backfill --gaps`: history and the missing hours, resumable.
 
-Each backfill chunk (planner.plan_backfill) is one BA, one route and a time slice expected to fit
-one 5,000-row page, so chunks can be fetched concurrently (one request each, under the shared rate
-limit) and committed one by one. Committed chunks are recorded in `backfill_chunks` with the plan
+Each backfill chunk (planner.plan_backfill) is one route, several BAs and a time slice packed to
+fill one 5,000-row page, so chunks can be fetched concurrently (one request each, under the shared
+rate limit) and committed one by one. Committed chunks are recorded in `backfill_chunks` with the plan
 they belong to; running the same backfill again skips them, `--restart` forgets them. `--gaps`
 re-fetches exactly the gap windows (planner.plan_gap_chunks) and says what is still missing.
 """

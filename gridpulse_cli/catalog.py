@@ -138,23 +138,49 @@ def dataset_of(route_name: str, code: str) -> str | None:
     return ROUTE_DATASET[route_name]
 
 
-# Rows per hour a BA publishes on each route, to size chunks to whole pages. Fuel mix: 10, the
-# 8 classic fuels plus the storage codes most BAs added in 2024 (KNOWN_FUELS lists 16, but no BA
-# publishes them all; a chunk that outgrows its page is fetched as a second page, never lost).
-# Sub-BA: the largest parents publish ~20 subregions.
-_FUEL_ROWS_PER_HOUR = 10
-_SUBBA_ROWS_PER_HOUR = 25
+# Rows per hour a BA publishes on each route, to pack requests into full pages. Fuel mix: EIA's
+# eight classic fuels (COL NG NUC OIL OTH SUN WAT WND; no BA published more than eight in the 2022
+# all-BA sample, most publish fewer); a BA publishing the 2024 storage codes too outgrows its
+# estimate, and the chunk costs a second page, never a lost row. Sub-BA: EIA's subregions per
+# parent (the rest of the parents: a generous 25).
+CLASSIC_FUELS = 8
+_SUBBA_COUNTS: dict[str, int] = {
+    "CISO": 4, "ERCO": 8, "ISNE": 8, "MISO": 6, "NYIS": 11, "PJM": 20, "PNM": 3, "SWPP": 17,
+}  # fmt: skip
+_SUBBA_UNKNOWN = 25
+_NEIGHBOURS_UNKNOWN = 4  # a BA (or region) the connections table does not list
+_DEMAND_TYPES = frozenset({"D", "DF"})  # what generation-only BAs do not publish
 
 
 def rows_per_hour(route_name: str, ba: str, type_codes: Sequence[str]) -> int:
-    """An upper estimate of rows per hour for one BA on one route (sizes chunks to pages)."""
+    """Estimated rows per hour for one BA on one route (0: it publishes nothing there)."""
+    info = balancing_authorities().get(ba)
     if route_name == REGION_DATA.name:
-        return max(1, len(type_codes))
+        if info is not None and info.generation_only:
+            return len([t for t in type_codes if t not in _DEMAND_TYPES])
+        return len(type_codes)
     if route_name == FUEL_TYPE_DATA.name:
-        return _FUEL_ROWS_PER_HOUR
+        return CLASSIC_FUELS
     if route_name == INTERCHANGE_DATA.name:
-        return max(4, len(neighbours(ba)) + 1)
-    return _SUBBA_ROWS_PER_HOUR
+        return len(neighbours(ba)) or _NEIGHBOURS_UNKNOWN
+    if ba in REGIONS or (info is not None and not info.has_subregions):
+        return 0
+    return _SUBBA_COUNTS.get(ba, _SUBBA_UNKNOWN)
+
+
+def active_span(ba: str) -> tuple[datetime | None, datetime | None]:
+    """When a BA publishes: a day before its activation to a day after its retirement (the
+    reference table's dates are days; the margin keeps an edge hour from going unasked)."""
+    info = balancing_authorities().get(ba)
+    if info is None:
+        return None, None
+    return _midnight(info.activation_date, -1), _midnight(info.retirement_date, 1)
+
+
+def _midnight(day: date | None, shift_days: int) -> datetime | None:
+    if day is None:
+        return None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=shift_days)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import re
 import threading
@@ -23,6 +24,8 @@ from typing import Any
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util import Timeout
 
 from gridpulse_cli import __version__
 from gridpulse_cli.catalog import PAGE_SIZE, Route
@@ -58,49 +61,85 @@ MAX_BACKOFF_SECONDS = 60.0
 
 
 class RateLimiter:
-    """Never more than `per_second` request starts in any sliding one-second window.
+    """Never more than `per_second` request starts in any sliding window of `second` seconds.
 
     A sliding log, not a token bucket: a bucket refilled at 5/s lets a burst of 5 follow a
     burst of 5 within one second, which is what EIA's guidance forbids. `per_hour` caps the
-    hourly volume the same way. Thread-safe; one instance is shared by all workers.
+    hourly volume the same way. Thread-safe; one instance is shared by all workers, so when the
+    server says "too many" (`throttled`), every worker slows down: the window widens by a
+    quarter (up to MAX_WINDOW seconds), nobody starts before a `Retry-After` has passed, and each
+    `recovery` seconds without another 429 narrows the window a quarter of the way back.
     """
+
+    MAX_WINDOW = 4.0
 
     def __init__(
         self,
         per_second: int = 5,
         per_hour: int = 9000,
         *,
-        margin: float = 0.05,
+        margin: float = 0.10,
+        recovery: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.per_second, self.per_hour = per_second, per_hour
-        self.second = 1.0 + margin  # margin absorbs jitter between our start and EIA's arrival
+        # The margin absorbs the jitter between our stamp and EIA's arrival (docs/benchmarks.md).
+        self.base_second = self.second = 1.0 + margin
+        self.recovery = recovery
         self._clock, self._sleep = clock, sleep
         self._recent: deque[float] = deque()
         self._hourly: deque[float] = deque()
+        self._not_before = 0.0  # no start before this (Retry-After)
+        self._last_throttle = self._last_widened = -math.inf
         self._lock = threading.Lock()
 
-    def acquire(self, cancel: threading.Event | None = None) -> None:
-        """Block until one more request may start, then record it (Cancelled if `cancel` is set)."""
+    def throttled(self, retry_after: float | None = None) -> None:
+        """The server answered 429: widen the window for every worker, honour Retry-After."""
+        with self._lock:
+            now = self._clock()
+            # 429s to requests sent at the old pace (within one window of the last widening) are
+            # one signal, not several: concurrent workers often collect them together.
+            if now - self._last_widened >= self.second:
+                self.second = min(self.MAX_WINDOW, self.second * 1.25)
+                self._last_widened = now
+            self._last_throttle = now
+            if retry_after is not None and retry_after > 0:
+                self._not_before = max(self._not_before, now + min(retry_after, MAX_BACKOFF_SECONDS))
+
+    def _recover(self, now: float) -> None:
+        """A quarter of the way back to the base window per quiet `recovery` period (under the lock)."""
+        while self.second > self.base_second and now - self._last_throttle >= self.recovery:
+            self.second = max(self.base_second, self.second - (self.second - self.base_second) / 4 - 0.001)
+            self._last_throttle += self.recovery
+
+    def _wait(self, now: float) -> float:
+        """Seconds until one more start is allowed (0: now); expires old starts (under the lock)."""
+        self._recover(now)
+        # The same expressions decide expiry and the wait, so sleeping exactly the wait
+        # always expires the oldest start (no float disagreement between the two).
+        while self._recent and self._recent[0] + self.second <= now:
+            self._recent.popleft()
+        while self._hourly and self._hourly[0] + 3600.0 <= now:
+            self._hourly.popleft()
+        wait = self._not_before - now
+        if len(self._recent) >= self.per_second:
+            wait = max(wait, self._recent[0] + self.second - now)
+        if len(self._hourly) >= self.per_hour:
+            wait = max(wait, self._hourly[0] + 3600.0 - now)
+        return wait
+
+    def acquire(self, cancel: threading.Event | None = None) -> float:
+        """Block until one more request may start, record it and return its stamp (Cancelled if
+        `cancel` is set)."""
         while True:
             with self._lock:
                 now = self._clock()
-                # The same expressions decide expiry and the wait, so sleeping exactly the wait
-                # always expires the oldest start (no float disagreement between the two).
-                while self._recent and self._recent[0] + self.second <= now:
-                    self._recent.popleft()
-                while self._hourly and self._hourly[0] + 3600.0 <= now:
-                    self._hourly.popleft()
-                wait = 0.0
-                if len(self._recent) >= self.per_second:
-                    wait = self._recent[0] + self.second - now
-                if len(self._hourly) >= self.per_hour:
-                    wait = max(wait, self._hourly[0] + 3600.0 - now)
+                wait = self._wait(now)
                 if wait <= 0:
                     self._recent.append(now)
                     self._hourly.append(now)
-                    return
+                    return now
             if wait > 60:
                 log.warning("hourly request cap of %d reached; waiting %.0f s", self.per_hour, wait)
             if cancel is None:
@@ -136,6 +175,7 @@ class ClientStats:
     retries: int = 0
     restarts: int = 0
     duplicates: int = 0
+    throttled: int = 0  # answers 429 / OVER_RATE_LIMIT
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -185,6 +225,54 @@ def _error_message(body: Any) -> tuple[str, str]:
     return "", ""
 
 
+class EIAThrottledError(EIARetryableError):
+    """EIA said "too many requests" (HTTP 429 or an OVER_RATE_LIMIT body)."""
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (the HTTP-date form is not worth a parser: None)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _stamped_pool(
+    base: type[HTTPConnectionPool], before_send: Callable[[str], None]
+) -> type[HTTPConnectionPool]:
+    """A connection pool that connects first and calls `before_send` right before the request
+    leaves, so the rate limiter stamps the send, not the moment a worker asked."""
+
+    def _make_request(self: HTTPConnectionPool, conn: Any, method: str, url: str, **kwargs: Any) -> Any:
+        if getattr(conn, "sock", True) is None:  # a new connection: set it up outside the slot
+            timeout = self._get_timeout(kwargs.get("timeout", Timeout.DEFAULT_TIMEOUT))
+            conn.timeout = Timeout.resolve_default_timeout(timeout.connect_timeout)
+            conn.connect()
+        before_send(url)
+        return base._make_request(self, conn, method, url, **kwargs)
+
+    return type(f"Stamped{base.__name__}", (base,), {"_make_request": _make_request})
+
+
+class StampingAdapter(HTTPAdapter):
+    """requests' adapter whose pools call `before_send` as each request leaves (see _stamped_pool)."""
+
+    def __init__(self, before_send: Callable[[str], None], **kwargs: Any) -> None:
+        self._before_send = before_send
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _stamped_pool(HTTPConnectionPool, self._before_send),
+            "https": _stamped_pool(HTTPSConnectionPool, self._before_send),
+        }
+
+
 class EIAClient:
     """Fetches complete windows of EIA-930 rows from one EIA API v2 base URL."""
 
@@ -203,7 +291,12 @@ class EIAClient:
         self.base_url = base_url.rstrip("/")
         self._key = api_key
         self.limiter = limiter or RateLimiter()
-        self.session = session or self._new_session()
+        self._sending = threading.local()  # the calling worker's cancel event, for _before_send
+        self.stamps: list[tuple[float, str]] | None = None  # (stamp, url) when a benchmark asks
+        # Our own session takes the limiter slot as the request leaves; a caller's session
+        # (tests, recorders) takes it before the call.
+        self._stamped = session is None
+        self.session = session or self._new_session(self._before_send)
         self.timeout = (min(10.0, timeout), timeout)
         self.page_size = page_size
         self.stats = ClientStats()
@@ -211,13 +304,20 @@ class EIAClient:
         self.retry_base = retry_base
 
     @staticmethod
-    def _new_session() -> requests.Session:
+    def _new_session(before_send: Callable[[str], None]) -> requests.Session:
         session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+        adapter = StampingAdapter(before_send, pool_connections=4, pool_maxsize=16, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         session.headers["User-Agent"] = f"gridpulse/{__version__}"
         return session
+
+    def _before_send(self, url: str = "") -> None:
+        """Take the limiter slot (blocks; Cancelled when the worker's run stops) and count it."""
+        stamp = self.limiter.acquire(getattr(self._sending, "cancel", None))
+        self.stats.add(requests=1)
+        if self.stamps is not None:
+            self.stamps.append((stamp, url))
 
     def url(self, route: Route) -> str:
         return f"{self.base_url}/electricity/rto/{route.name}/data/"
@@ -237,6 +337,8 @@ class EIAClient:
                 if attempt == self.max_tries:
                     raise
                 delay = random.uniform(0, min(MAX_BACKOFF_SECONDS, self.retry_base * 2 ** (attempt - 1)))
+                if isinstance(exc, EIAThrottledError) and exc.retry_after is not None:
+                    delay = max(delay, min(MAX_BACKOFF_SECONDS, exc.retry_after))
                 self.stats.add(retries=1)
                 # DEBUG, not WARNING: the run's summary counts retries, and a failure's one error
                 # line says how many tries failed; cron logs stay one line per outcome.
@@ -249,8 +351,10 @@ class EIAClient:
     def _get_json_once(
         self, url: str, params: list[tuple[str, str]], cancel: threading.Event | None
     ) -> tuple[dict[str, Any], bytes | None]:
-        self.limiter.acquire(cancel)
-        self.stats.add(requests=1)
+        if self._stamped:
+            self._sending.cancel = cancel
+        else:
+            self._before_send()
         try:
             response = self.session.get(url, params=[*params, ("api_key", self._key)], timeout=self.timeout)
         except (
@@ -290,7 +394,12 @@ class EIAClient:
             detail = message or response.reason or "forbidden"
             said = shorten(self._clean(detail).split(". ")[0].rstrip("."), 60)  # EIA's first sentence
             raise EIAKeyError(f"EIA rejected the API key: {said} ({code or status}); check EIA_API_KEY")
-        if status == 429 or status >= 500:
+        if status == 429 or code == "OVER_RATE_LIMIT":
+            self.stats.add(throttled=1)
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            self.limiter.throttled(retry_after)
+            raise EIAThrottledError(f"HTTP {status}: over the rate limit ({code or 'no code'})", retry_after)
+        if status >= 500:
             raise EIARetryableError(f"HTTP {status}" + (f": {self._clean(message)}" if message else ""))
         if status >= 400:
             raise EIARequestError(

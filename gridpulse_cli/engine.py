@@ -261,6 +261,7 @@ def run_chunks(
 
 def _sync_stats(report: RunReport, client: EIAClient, started: float) -> None:
     report.requests, report.retries = client.stats.requests, client.stats.retries
+    report.throttled = client.stats.throttled
     report.elapsed = time.monotonic() - started
 
 

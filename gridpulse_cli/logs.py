@@ -61,6 +61,7 @@ LOG_FIELDS = (
     "unchanged",
     "requests",
     "retries",
+    "throttled",
     "elapsed_s",
     "filled_hours",
     "missing_hours",

@@ -567,6 +567,12 @@ class _Query:
         }
 
 
+def query_record(query: str) -> dict[str, Any]:
+    """The logged parameters (``RequestRecord.params``) of a raw query string: lets a client's own
+    record of a request (a benchmark's limiter stamps) be matched to the stub's arrival."""
+    return _Query.parse(query).record()
+
+
 def _int_or_raw(value: str | None, default: int) -> int | str:
     if value is None:
         return default

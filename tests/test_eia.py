@@ -20,7 +20,7 @@ import requests
 
 from gridpulse_cli.catalog import FUEL_TYPE_DATA, INTERCHANGE_DATA, REGION_DATA, SUBBA_DATA, Route
 from gridpulse_cli.eia import EIAClient, Page, RateLimiter, build_params
-from gridpulse_cli.errors import EIAKeyError, EIARequestError, EIAUnavailableError
+from gridpulse_cli.errors import EIAKeyError, EIARequestError, EIARetryableError, EIAUnavailableError
 from gridpulse_cli.logs import setup_logging
 from testing.eia_stub import (
     EIAStub,
@@ -281,7 +281,8 @@ def test_an_unreachable_url_is_unavailable_quickly() -> None:
     with pytest.raises(EIAUnavailableError) as caught:
         fetch_region(client)
     assert time.monotonic() - started < 2.0
-    assert client.stats.requests == 3
+    # three tries; none reached a server, so none took a rate-limit slot or counts as a request
+    assert client.stats.retries == 2 and client.stats.requests == 0
     message = str(caught.value)
     assert "ConnectionError" in message and "127.0.0.1" in message
     assert TEST_KEY not in message
@@ -492,3 +493,85 @@ def test_gridpulse_own_log_records_never_hold_the_key(
         assert record.exc_info is None or TEST_KEY not in "".join(
             traceback.format_exception(*record.exc_info)
         )
+
+
+# ---- the limiter's stamp, and what a 429 does ---------------------------------------------------
+
+
+def test_a_429_widens_the_shared_window_and_it_narrows_back_when_none_follows() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(5, 100000, margin=0.05, recovery=10.0, clock=clock, sleep=clock.sleep)
+    assert limiter.second == pytest.approx(1.05)
+    limiter.throttled()
+    assert limiter.second == pytest.approx(1.3125)  # a quarter wider, for every worker
+    limiter.throttled()
+    assert limiter.second == pytest.approx(1.3125)  # a second 429 in the same window: one signal
+    starts = [limiter.acquire() for _ in range(10)]
+    assert starts[5] - starts[0] == pytest.approx(1.3125)  # six starts now need 1.3125 s
+    for _ in range(8):
+        clock.now += limiter.second
+        limiter.throttled()
+    assert limiter.second == RateLimiter.MAX_WINDOW  # capped
+    clock.now += 9.0
+    limiter.acquire()
+    assert limiter.second == RateLimiter.MAX_WINDOW  # not yet a quiet period
+    clock.now += 1.0
+    limiter.acquire()
+    assert 1.05 < limiter.second < RateLimiter.MAX_WINDOW  # a quarter of the way back
+    clock.now += 600.0
+    limiter.acquire()
+    assert limiter.second == pytest.approx(1.05)  # back to the base window after a quiet while
+
+
+def test_retry_after_holds_every_worker_back() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(5, 100000, clock=clock, sleep=clock.sleep)
+    limiter.throttled(retry_after=3.0)
+    assert limiter.acquire() == pytest.approx(1003.0)
+    assert limiter.acquire() == pytest.approx(1003.0)  # then the (wider) window applies as before
+
+
+def test_the_limiter_slot_is_taken_on_an_open_connection_right_before_sending(region_stub: EIAStub) -> None:
+    seen: list[int] = []
+
+    class Watching(RateLimiter):
+        def acquire(self, cancel: threading.Event | None = None) -> float:
+            deadline = time.monotonic() + 2.0
+            while not region_stub._connections and time.monotonic() < deadline:
+                time.sleep(0.005)  # the server thread registers the accepted connection
+            seen.append(len(region_stub._connections))
+            return super().acquire(cancel)
+
+    client = make_client(region_stub.url, limiter=Watching(1000, 100000))
+    client.stamps = []
+    pages = fetch_region(client)
+    assert seen and all(n >= 1 for n in seen)  # connected before the slot, every time
+    assert len(client.stamps) == len(pages) == client.stats.requests == len(region_stub.requests)
+    for (stamp, url), record in zip(client.stamps, region_stub.requests, strict=True):
+        assert "api_key" in url and record.arrived >= stamp
+        assert record.arrived - stamp < 0.5  # the request left right after its stamp
+
+
+def test_a_429_is_retried_counted_and_slows_the_limiter(region_stub: EIAStub) -> None:
+    region_stub.fail_next("http429", times=1)
+    limiter = RateLimiter(1000, 100000)
+    client = make_client(region_stub.url, limiter=limiter)
+    started = time.monotonic()
+    pages = fetch_region(client)
+    assert sum(len(p.rows) for p in pages) == 576
+    assert client.stats.throttled == 1 and client.stats.retries == 1
+    assert limiter.second > limiter.base_second
+    # the stub sends Retry-After: 1, which wins over the zero backoff of this client
+    assert time.monotonic() - started >= 1.0
+
+
+def test_an_over_rate_limit_body_counts_as_throttled_whatever_the_status() -> None:
+    client = make_client("http://127.0.0.1:9/v2")
+    response = requests.Response()
+    response.status_code = 200
+    response._content = (
+        b'{"error": {"code": "OVER_RATE_LIMIT", "message": "You have exceeded your rate limit."}}'
+    )
+    with pytest.raises(EIARetryableError, match="over the rate limit"):
+        client._check_response(response)
+    assert client.stats.throttled == 1

@@ -511,3 +511,18 @@ def test_sample_rows_are_served_as_recorded() -> None:
         ).json()["response"]
         assert resp["total"] == "25"
         assert resp["data"][0] == fuel[0]
+
+
+def test_rate_limit_is_strict_on_arrivals_in_any_one_second_window() -> None:
+    # not per clock second: two arrivals, then one 0.6 s later is a third within one second;
+    # the refused arrival counts too, as at EIA
+    with EIAStub(api_key=KEY, max_per_second=2) as s, requests.Session() as session:
+        first = [session.get(s.route_url("region-data"), params=params(), timeout=5) for _ in range(2)]
+        time.sleep(0.6)
+        third = session.get(s.route_url("region-data"), params=params(), timeout=5)
+        assert [r.status_code for r in first] == [200, 200]
+        assert third.status_code == 429 and third.json()["error"]["code"] == "OVER_RATE_LIMIT"
+        assert third.headers["Retry-After"] == "1"
+        assert s.violations == 1
+        time.sleep(0.5)  # the first two have left the window; the refused one has not
+        assert session.get(s.route_url("region-data"), params=params(), timeout=5).status_code == 200

@@ -117,10 +117,12 @@ def test_gaps_reports_exactly_the_missing_due_hours_and_backfill_gaps_fills_them
     assert f"filled {total} of {total} missing hours" in filled.stderr
     requests = stub.requests
     assert sorted(request_identity(r) for r in requests) == sorted(chunk_identity(c) for c in chunks)
-    # one request per BA and route unless the windows are apart; never overlapping ones
+    # one request per BA and route unless the windows are apart (BAs sharing hours packed into
+    # one request); never overlapping ones
     by_group: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    for route, area, start, end in map(request_identity, requests):
-        by_group.setdefault((route, area), []).append((start, end))
+    for route, areas, start, end in map(request_identity, requests):
+        for area in areas.split(","):
+            by_group.setdefault((route, area), []).append((start, end))
     assert set(by_group) == {(route, ba) for route in AREA for ba in OPS_BAS}
     for spans in by_group.values():
         spans.sort()

@@ -211,6 +211,7 @@ def test_json_log_lines_carry_the_counts_as_fields(
         "unchanged": 0,
         "requests": 1,
         "retries": 0,
+        "throttled": 0,
     }
     (chunk,) = [e for e in entries if e["message"].startswith("chunk ")]
     assert (chunk["run_id"], chunk["chunk"], chunk["chunks"], chunk["rows"], chunk["inserted"]) == (
