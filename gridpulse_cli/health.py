@@ -11,6 +11,8 @@ Checks (each ok / warn / fail):
   expected to move), with its newest hour;
 - runs: the last run's status; 3 or more consecutive failed runs fail;
 - gaps: missing hours in the last 7 days (warn).
+- suspect: the share of each watched BA's stored values of the last 7 days that the quality
+  screen flagged (docs/quality.md); above SUSPECT_WARN_SHARE (2%) warns.
 The overall status is the worst check; `gridpulse health` exits non-zero only on a fail.
 """
 
@@ -266,6 +268,30 @@ def check_runs(store: Store) -> Check:
     return Check("runs", "fail" if failures >= FAILED_RUNS_TO_FAIL else "warn", detail[:300])
 
 
+# Real EIA data: about 0.5% of a day's values are flagged (docs/quality.md); four times that
+# over a week means a BA is sending broken data, worth a look.
+SUSPECT_WARN_SHARE = 0.02
+
+
+def check_suspect(store: Store, bas: Sequence[str], since: datetime) -> Check:
+    """The share of each watched BA's values since `since` that have a quality finding."""
+    shares = {
+        area: flagged / total for area, (flagged, total) in store.suspect_shares(bas, since).items() if total
+    }
+    high = sorted(
+        (area for area, share in shares.items() if share > SUSPECT_WARN_SHARE), key=lambda a: -shares[a]
+    )
+    if high:
+        listed = ", ".join(f"{area} {shares[area]:.1%}" for area in high[:5])
+        return Check(
+            "suspect", "warn", f"suspect values over the last 7 days above {SUSPECT_WARN_SHARE:.0%}: {listed}"
+        )
+    worst = max(shares.values(), default=0.0)
+    return Check(
+        "suspect", "ok", f"at most {worst:.1%} of a watched BA's values suspect over the last 7 days"
+    )
+
+
 def run_health(
     database_url: str,
     api_key_configured: bool,
@@ -310,6 +336,7 @@ def run_health(
                 else "no missing hours in the last 7 days",
             )
         )
+        report.checks.append(check_suspect(store, bas, week.start))
     except sa.exc.SQLAlchemyError as exc:
         report.checks.append(Check("database", "fail", f"query failed: {str(exc).splitlines()[0]}"))
     finally:

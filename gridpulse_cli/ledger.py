@@ -43,6 +43,8 @@ class RunReport:
     retries: int = 0
     elapsed: float = 0.0
     status: str = "ok"
+    findings: int = 0  # new quality findings in the hours the run wrote (check.screen_written)
+    throttled: int = 0  # requests EIA answered 429 / OVER_RATE_LIMIT (each retried)
 
     def summary(self) -> str:
         c = self.counts
@@ -51,7 +53,9 @@ class RunReport:
             f"run {self.run_id} {self.status}: {plural(self.chunks, 'chunk')}, "
             f"{plural(self.fetched, 'row')} fetched, {c.inserted:,} inserted, {c.revised:,} revised, "
             f"{c.unchanged:,} unchanged; {plural(self.requests, 'request')}, "
-            f"{plural(self.retries, 'retry', 'retries')}, {self.elapsed:.1f} s ({rate:,.0f} rows/s)"
+            f"{plural(self.retries, 'retry', 'retries')}"
+            + (f" ({self.throttled:,} throttled by EIA)" if self.throttled else "")
+            + f", {self.elapsed:.1f} s ({rate:,.0f} rows/s)"
         )
 
     def log_fields(self) -> dict[str, Any]:
@@ -66,6 +70,7 @@ class RunReport:
             "unchanged": self.counts.unchanged,
             "requests": self.requests,
             "retries": self.retries,
+            "throttled": self.throttled,
             "elapsed_s": round(self.elapsed, 1),
         }
 
@@ -144,6 +149,8 @@ def finish_run(
     retries: int = 0,
     error: str | None = None,
     elapsed_s: float | None = None,
+    findings: int = 0,
+    throttled: int = 0,
 ) -> None:
     """Record how a run ended (`elapsed_s`: its own monotonic-clock duration)."""
     params = {
@@ -155,6 +162,8 @@ def finish_run(
         "retries": retries,
         "error": error,
         "elapsed": elapsed_s,
+        "findings": findings,
+        "throttled": throttled,
         "run_id": run_id,
     }
     with store.transaction() as conn:
@@ -162,8 +171,8 @@ def finish_run(
             sa.text(
                 "UPDATE runs SET status = :status, finished_at_utc = :finished, rows_fetched = :fetched, "
                 "rows_inserted = :inserted, rows_revised = :revised, rows_unchanged = :unchanged, "
-                "requests = :requests, retries = :retries, error = :error, elapsed_s = :elapsed "
-                "WHERE run_id = :run_id"
+                "requests = :requests, retries = :retries, error = :error, elapsed_s = :elapsed, "
+                "findings = :findings, throttled = :throttled WHERE run_id = :run_id"
             ),
             params,
         )
@@ -196,6 +205,7 @@ def recorded_run(
     stop = stop or StopSignal()  # a private one nobody signals: library callers and tests
     with stop.polling() as requested:
         report = RunReport(run_id=start_run(store, command, window, bas, datasets, now()))
+        store.written.clear()  # from here on: the hours this run writes, screened when it ends
         started = time.monotonic()
         try:
             yield report, requested
@@ -209,9 +219,25 @@ def recorded_run(
             if isinstance(exc, KeyboardInterrupt):
                 raise Interrupted(message) from None
             raise
+        report.findings += _screen_written(store, report, now())
         report.elapsed = time.monotonic() - started
         record_finish(store, report, now())
         stop.finish()
+
+
+def _screen_written(store: Store, report: RunReport, now: datetime) -> int:
+    """The quality screen over the hours the run wrote (signals only set the stop event here).
+    A failure does not fail the run, whose data is committed: it is logged, and `gridpulse
+    check` redoes it."""
+    from gridpulse_cli.check import screen_written
+
+    try:
+        return screen_written(store, report.run_id, now)
+    except GridpulseError as exc:
+        log.warning(
+            "run %s: the quality screen failed (%s); run `gridpulse check` to redo it", report.run_id, exc
+        )
+        return 0
 
 
 def _record_failure(store: Store, report: RunReport, now: datetime, error: str) -> None:
@@ -238,6 +264,8 @@ def record_finish(store: Store, report: RunReport, now: datetime, error: str | N
         retries=report.retries,
         error=error,
         elapsed_s=report.elapsed,
+        findings=report.findings,
+        throttled=report.throttled,
     )
 
 

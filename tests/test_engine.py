@@ -263,7 +263,12 @@ def test_revisions_are_picked_up(store: Store, stub: EIAStub) -> None:
 
     assert (second.counts.inserted, second.counts.revised) == (0, 3)
     assert second.counts.unchanged == first.counts.inserted - 3
-    assert_exact(parse_export(export_text(store)), expected_observations(served_rows(stub), MVP_BAS, WINDOW))
+    exported = parse_export(export_text(store))
+    # the revised demand is a seventh of its neighbours: the quality screen flags it, value unchanged
+    revised_key = ("EBA.PJM-ALL.D.H", "2024-01-01T05:00:00Z")
+    assert exported[revised_key] == ("12345.6", "suspect")
+    exported[revised_key] = ("12345.6", "good")
+    assert_exact(exported, expected_observations(served_rows(stub), MVP_BAS, WINDOW))
     with store.engine.connect() as conn:
         rows = conn.exec_driver_sql(
             "SELECT s.series_id, r.old_value_mwh, r.new_value_mwh, r.old_quality_flag, r.new_quality_flag, r.run_id "

@@ -8,6 +8,7 @@ Tables (README.md, "What gets stored" > "Tables", describes each for users):
     runs              the run ledger: command, window, counts, status, error, elapsed_s (v3)
     sources           each EIA response (or load input) gzipped, key stripped; rows point to it
     backfill_chunks   (v2) each committed backfill chunk, so a resumed backfill skips it
+    findings          (v4) what the quality screen flagged: one row per (series, hour, check)
 
 A database made by an earlier release is upgraded in place on first use (Store.migrate).
 """
@@ -201,10 +202,34 @@ _V2_POSTGRESQL = (
 _V3_SQLITE = ("ALTER TABLE runs ADD COLUMN elapsed_s REAL",)
 _V3_POSTGRESQL = ("ALTER TABLE runs ADD COLUMN elapsed_s DOUBLE PRECISION",)
 
+# v4: the quality screen's findings (quality.py, check.py; docs/quality.md), each run's count of
+# them, and each run's count of 429 (rate-limited) responses. A finding never changes a value:
+# export shows `suspect` for an hour that has one.
+_V4_COMMON = (
+    "ALTER TABLE runs ADD COLUMN findings INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN throttled INTEGER NOT NULL DEFAULT 0",
+)
+_FINDINGS_COLUMNS = """        series_key INTEGER NOT NULL,
+        period_end_utc {time} NOT NULL,
+        check_name TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        found_at_utc {time} NOT NULL,
+        run_id INTEGER,
+        PRIMARY KEY (series_key, period_end_utc, check_name)"""
+_V4_SQLITE = (
+    *_V4_COMMON,
+    f"CREATE TABLE findings (\n{_FINDINGS_COLUMNS.format(time='TEXT')}\n    ) WITHOUT ROWID",
+)
+_V4_POSTGRESQL = (
+    *_V4_COMMON,
+    f"CREATE TABLE findings (\n{_FINDINGS_COLUMNS.format(time='TIMESTAMPTZ')}\n    )",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "series, observations, revisions, runs, sources", _V1_SQLITE, _V1_POSTGRESQL),
     Migration(2, "backfill chunk ledger, run pid/host, revision index", _V2_SQLITE, _V2_POSTGRESQL),
     Migration(3, "run elapsed seconds", _V3_SQLITE, _V3_POSTGRESQL),
+    Migration(4, "quality findings, run findings and throttled counts", _V4_SQLITE, _V4_POSTGRESQL),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

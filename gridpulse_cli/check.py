@@ -1,0 +1,177 @@
+"""The quality screen over stored hours: `gridpulse check`, and the screen after every writing run.
+
+Each series is read with CONTEXT on either side of the hours screened (the rolling screens look
+ten days either way), screened by quality.screen_series, and its findings in those hours are made
+exactly what the screen found: new ones are added, ones that no longer hold (a revised value)
+are cleared, so re-running adds nothing. Values are never changed; export shows `suspect`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from gridpulse_cli.catalog import parse_series_id
+from gridpulse_cli.ledger import recorded_run
+from gridpulse_cli.quality import screen_series
+from gridpulse_cli.render import Column
+from gridpulse_cli.text import short_hour
+from gridpulse_cli.windows import HOUR, Window, format_utc
+
+if TYPE_CHECKING:
+    from threading import Event
+
+    from gridpulse_cli.db import Store
+    from gridpulse_cli.stopping import StopSignal
+
+log = logging.getLogger(__name__)
+
+CONTEXT = timedelta(days=14)  # read around the screened hours: the local screen looks +/-10 days
+WRITTEN_MARGIN = timedelta(days=1)  # after a run, re-screen this far around the hours it wrote
+# When an hour has several findings, the one `check --json` names first (the most specific).
+CHECK_ORDER = (
+    "negative-or-zero",
+    "negative",
+    "identical-run",
+    "spike",
+    "eia-rule",
+    "global-outlier",
+    "local-outlier",
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One series and the hours of it to screen."""
+
+    series_key: int
+    series_id: str
+    window: Window
+
+
+@dataclass
+class Finding:
+    """One flagged hour; as_json is an element of `gridpulse check --json` (DESIGN's keys, plus
+    `checks`: every check that flagged the hour, each with its detail)."""
+
+    series_id: str
+    period_end_utc: datetime
+    checks: list[tuple[str, str]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        check, detail = self.checks[0]
+        return {
+            "series_id": self.series_id,
+            "period_end_utc": format_utc(self.period_end_utc),
+            "check": check,
+            "detail": detail,
+            "checks": [{"check": c, "detail": d} for c, d in self.checks],
+        }
+
+    def table_row(self) -> list[str]:
+        return [self.series_id, short_hour(self.period_end_utc), "; ".join(d for _, d in self.checks)]
+
+
+# `gridpulse check` in 80 columns: the detail wraps, series IDs and hours are never cut.
+TABLE_COLUMNS = [Column("series_id"), Column("period_end"), Column("detail", wrap=True)]
+
+
+def _rank(check: str) -> int:
+    return CHECK_ORDER.index(check) if check in CHECK_ORDER else len(CHECK_ORDER)
+
+
+def by_hour(rows: Iterable[tuple[str, datetime, str, str]]) -> list[Finding]:
+    """Stored finding rows (series_id, hour, check, detail) as one Finding per flagged hour."""
+    found: dict[tuple[str, datetime], Finding] = {}
+    for series_id, period, check, detail in rows:
+        finding = found.setdefault((series_id, period), Finding(series_id, period))
+        finding.checks.append((check, detail))
+    for finding in found.values():
+        finding.checks.sort(key=lambda item: _rank(item[0]))
+    return sorted(found.values(), key=lambda f: (f.series_id, f.period_end_utc))
+
+
+def screen_targets(
+    store: Store, targets: Sequence[Target], run_id: int | None, now: datetime, stop: Event | None = None
+) -> int:
+    """Screen each target's hours (read with CONTEXT around them) and store what holds there;
+    return how many findings are new. A set `stop` ends it between series (KeyboardInterrupt)."""
+    new = 0
+    for target in targets:
+        if stop is not None and stop.is_set():
+            raise KeyboardInterrupt("stop requested")
+        context = Window(target.window.start - CONTEXT, target.window.end + CONTEXT)
+        values = store.series_values(target.series_key, context)
+        key = parse_series_id(target.series_id)
+        found = screen_series(values, key.dataset, key.counterpart)
+        inside = (found["period_end_utc"] >= target.window.start) & (
+            found["period_end_utc"] < target.window.end
+        )
+        with store.transaction() as conn:
+            new += store.replace_findings(conn, target.series_key, target.window, found[inside], run_id, now)
+    return new
+
+
+def stored_targets(
+    store: Store, window: Window | None, bas: Sequence[str] | None, datasets: Sequence[str] | None
+) -> list[Target]:
+    """The stored series of the selection, each with its stored hours inside the window."""
+    targets = []
+    for key, series_id, _dataset, _area, first, last in store.series_spans(bas, datasets):
+        start, end = first, last + HOUR
+        if window is not None:
+            start, end = max(start, window.start), min(end, window.end)
+        if start < end:
+            targets.append(Target(key, series_id, Window(start, end)))
+    return targets
+
+
+def written_targets(store: Store) -> list[Target]:
+    """The hours the store wrote since its `written` record was last cleared (a run's hours)."""
+    names = store.series_names(list(store.written))
+    targets = []
+    for key, (first, last) in sorted(store.written.items()):
+        if key in names:  # a day either side: a new neighbour can make or unmake a spike there
+            start = pd.Timestamp(first).to_pydatetime() - WRITTEN_MARGIN
+            window = Window(start, pd.Timestamp(last).to_pydatetime() + HOUR + WRITTEN_MARGIN)
+            targets.append(Target(key, names[key][0], window))
+    return targets
+
+
+def screen_written(store: Store, run_id: int | None, now: datetime) -> int:
+    """The post-run screen: the hours this run wrote; return the new findings (for the ledger)."""
+    targets = written_targets(store)
+    store.written.clear()
+    if not targets:
+        return 0
+    new = screen_targets(store, targets, run_id, now)
+    log.debug("run %s: screened %d series, %d new findings", run_id, len(targets), new)
+    return new
+
+
+def run_check(
+    store: Store,
+    window: Window | None,
+    bas: Sequence[str] | None,
+    datasets: Sequence[str] | None,
+    *,
+    now: Callable[[], datetime],
+    stop: StopSignal | None = None,
+) -> list[Finding]:
+    """`gridpulse check`: screen the selection's stored hours as a run in the ledger (its
+    `findings` counts the new ones), store the findings, return every flagged hour of the
+    selection (one Finding per hour). An interrupt keeps the series screened so far."""
+    targets = stored_targets(store, window, bas, datasets)
+    message = "interrupted; the series screened so far keep their findings (re-run to finish)"
+    with recorded_run(store, "check", window, bas or [], datasets or [], now, stop, lambda _: message) as (
+        report,
+        requested,
+    ):
+        report.chunks = len(targets)
+        report.findings = screen_targets(store, targets, report.run_id, now(), requested)
+    return by_hour(store.findings(window, bas, datasets))
