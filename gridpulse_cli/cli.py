@@ -497,18 +497,24 @@ def export(
     start: FromOption = None,
     end: ToOption = None,
     output: OutputOption = None,
+    fmt: Annotated[
+        str, typer.Option("--format", metavar="FORMAT", help="csv, jsonl or parquet (same rows and fields).")
+    ] = "csv",
+    wide: Annotated[
+        bool, typer.Option("--wide", help="One row per hour, one value column per series (no flags).")
+    ] = False,
     db: DbOption = None,
 ) -> None:
-    """Write stored observations as CSV, sorted by series_id then time."""
-    from gridpulse_cli.export import export_csv
-    from gridpulse_cli.files import atomic_output
+    """Write stored observations (CSV, JSON lines or Parquet), sorted by series_id then time."""
+    from gridpulse_cli.export import check_format, export_observations
 
+    check_format(fmt.lower())
     settings = _settings(ctx, db)
     bas, datasets = _stored_selection(ba, dataset)
     window = window_or_all_time(since, start, end, settings.now())
-    with _reader(settings) as store, atomic_output(output) as out:
-        count = export_csv(store, out, window, bas, datasets)
-    log.info("exported %s", plural(count, "observation"))
+    with _reader(settings) as store:
+        count = export_observations(store, output, fmt.lower(), wide, window, bas, datasets)
+    log.info("exported %s", plural(count, "hour") if wide else plural(count, "observation"))
 
 
 @app.command()
@@ -538,6 +544,36 @@ def revisions(
         render.print_json(found)
     else:
         render.print_revisions(found, total)
+
+
+@app.command()
+@handle_errors
+def check(
+    ctx: typer.Context,
+    ba: StoredBaOption = None,
+    dataset: StoredDatasetOption = None,
+    since: SinceOption = None,
+    start: FromOption = None,
+    end: ToOption = None,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Screen stored values for data errors (spikes, frozen runs, impossible zeros, outliers) and
+    list the flagged hours; values are never changed, findings are stored (export: `suspect`)."""
+    from gridpulse_cli import render
+    from gridpulse_cli.check import TABLE_COLUMNS, run_check
+
+    settings = _settings(ctx, db)
+    bas, datasets = _stored_selection(ba, dataset)
+    window = window_or_all_time(since, start, end, settings.now())
+    with _writer(settings) as store:
+        found = run_check(store, window, bas, datasets, now=settings.now, stop=STOP)
+    if as_json:
+        render.print_json(found)
+    else:
+        render.print_table(
+            TABLE_COLUMNS, [f.table_row() for f in found], title=f"{plural(len(found), 'flagged hour')}"
+        )
 
 
 @app.command()
@@ -777,6 +813,57 @@ def runs(
         render.print_json(found)
     else:
         render.print_runs(found)
+
+
+@app.command()
+@handle_errors
+def status(
+    ctx: typer.Context,
+    ba: StoredBaOption = None,
+    dataset: StoredDatasetOption = None,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """What is stored, per BA and dataset: series, first and last hour, observations, missing and
+    suspect share, newest run; the watched set first, then history."""
+    from gridpulse_cli import render
+    from gridpulse_cli.status import store_status
+
+    settings = _settings(ctx, db)
+    bas, datasets = _stored_selection(ba, dataset)
+    with _reader(settings) as store:
+        lines = store_status(
+            store, settings.watched_bas, settings.watched_datasets, settings.now(), bas, datasets
+        )
+    if as_json:
+        render.print_json(lines)
+    else:
+        render.print_status(lines)
+
+
+@app.command()
+@handle_errors
+def report(
+    ctx: typer.Context,
+    ba: WatchedBaOption = None,
+    since: Since30dOption = None,
+    start: FromOption = None,
+    end: ToOption = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="FILE", help="The HTML file to write.")
+    ] = Path("gridpulse-report.html"),
+    db: DbOption = None,
+) -> None:
+    """Write one self-contained HTML report (opens offline): coverage, freshness, runs, charts per BA,
+    revisions, findings and lineage."""
+    from gridpulse_cli.report import write_report
+
+    settings = _settings(ctx, db)
+    bas = resolve_bas(ba, default=settings.watched_bas)
+    window = resolve_window(since, start, end, settings.now(), default_since="30d")
+    with _reader(settings) as store:
+        size = write_report(store, output, window, bas, settings)
+    log.info("wrote %s (%s)", output, f"{size / 1e6:.1f} MB")
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, TextIO, TypeVar, cast
 
 from gridpulse_cli.errors import InputFormatError, UsageError, file_problem, one_line, quote
 from gridpulse_cli.windows import TIME_FORMAT
@@ -59,6 +59,17 @@ def atomic_output(path: Path | None) -> Iterator[IO[str]]:
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_binary_output(path: Path | None) -> Iterator[IO[bytes]]:
+    """stdout's bytes, or a file written atomically, for binary formats (Parquet)."""
+    if path is None or str(path) == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    with atomic_output(path) as handle:
+        yield cast(TextIO, handle).buffer  # nothing goes through the text layer: bytes straight on
 
 
 # ---- input: a file or stdin as strict UTF-8 ------------------------------------------------

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from gridpulse_cli.ledger import RunReport
     from gridpulse_cli.revisions import Revision
     from gridpulse_cli.runs import Run
+    from gridpulse_cli.status import StatusLine
     from gridpulse_cli.windows import Window
 
 log = logging.getLogger("gridpulse")  # the commands' own lines: `... INFO gridpulse: run 1 ok: ...`
@@ -355,6 +356,20 @@ def print_gaps(found: Sequence[Gap], window: Window) -> None:
     missing = plural(sum(g.hours for g in found), "missing hour")
     title = f"{plural(len(found), 'gap')}, {missing} in {window}"
     print_table(TABLE_COLUMNS, [g.table_row() for g in found], title=title)
+
+
+def print_status(lines: Sequence[StatusLine]) -> None:
+    """What is stored: the watched set, then history (each a table; shares of hours, times UTC)."""
+    from gridpulse_cli.status import TABLE_COLUMNS
+
+    watched = [line.table_row() for line in lines if line.watched]
+    history = [line.table_row() for line in lines if not line.watched]
+    if watched:
+        print_table(TABLE_COLUMNS, watched, title="watched (GRIDPULSE_BA x GRIDPULSE_DATASETS), times UTC")
+    if history:
+        print_table(TABLE_COLUMNS, history, title="history (stored, not watched)")
+    if not lines:
+        print("nothing stored")
 
 
 def print_revisions(found: Sequence[Revision], total: int) -> None:

@@ -25,6 +25,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -275,7 +277,8 @@ def eia_hour(moment: datetime) -> str:
 def expected_for(
     stub: EIAStub, selections: Iterable[tuple[str, str, Sequence[str] | None, Window]]
 ) -> dict[tuple[str, str], str | None]:
-    """Served (series_id, period) -> value for each (route, area, region-data types or None, window)."""
+    """Served (series_id, period) -> value for each (route, area, region-data types or None, window);
+    `area` may be several, comma-separated (a packed chunk)."""
     by_route: dict[str, dict[str, list[dict[str, Any]]]] = {}
     out: dict[tuple[str, str], str | None] = {}
     for route, area, types, window in selections:
@@ -286,7 +289,7 @@ def expected_for(
             by_route[route] = grouped
         # EIA periods ("2024-01-01T05") compare as text in time order
         first, end = eia_hour(window.start), eia_hour(window.end)
-        for row in by_route[route].get(area, []):
+        for row in (r for one in area.split(",") for r in by_route[route].get(one, [])):
             period = row["period"]
             if not first <= period < end or (types is not None and row["type"] not in types):
                 continue
@@ -298,7 +301,7 @@ def expected_for(
 
 def chunk_selection(chunk: Chunk) -> tuple[str, str, Sequence[str] | None, Window]:
     route = chunk.route.name
-    (area,) = chunk.facets[chunk.route.area_facet]
+    area = ",".join(sorted(chunk.facets[chunk.route.area_facet]))  # a packed chunk: several
     return route, area, chunk.facets.get("type") if chunk.route is REGION_DATA else None, chunk.window
 
 
@@ -323,10 +326,10 @@ def assert_exact(
 
 
 def request_identity(record: RequestRecord) -> tuple[str, str, str, str]:
-    """(route, area, start, end) of one stub request."""
+    """(route, areas comma-separated, start, end) of one stub request."""
     assert record.route is not None
     facet = AREA_FIELD[record.route]
-    (area,) = record.params["facets"][facet]
+    area = ",".join(sorted(record.params["facets"][facet]))
     return record.route, area, record.params["start"], record.params["end"]
 
 
@@ -508,3 +511,38 @@ def v1_database(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         with old.engine.connect() as conn:
             assert old.schema_version(conn) == 1
         old.close()
+
+
+# ---- quality screening (test_quality.py, test_check.py) -----------------------------------------
+
+
+def demand(days: int = 60, level: float = 80_000, seed: int = 1) -> pd.Series:
+    """A clean demand-like series: daily cycle, weekday effect, smooth noise, integer MWh."""
+    index = pd.date_range("2024-01-01T01", periods=days * 24, freq="h", tz="UTC", name="period_end_utc")
+    hour, day = index.hour.to_numpy(), index.day_of_week.to_numpy()
+    rng = np.random.default_rng(seed)
+    noise = pd.Series(rng.normal(0, 0.02, len(index))).rolling(6, min_periods=1).mean().to_numpy()
+    shape = 0.85 + 0.15 * np.cos(2 * np.pi * (hour - 22) / 24) - 0.05 * (day >= 5)
+    return pd.Series(np.round(level * shape * (1 + noise)), index=index)
+
+
+def inject(x: pd.Series) -> tuple[pd.Series, dict[str, set[int]]]:
+    """Errors of each kind at known positions; returns the series and the injected positions."""
+    v = x.to_numpy().copy()
+    injected = {
+        "spike": {500},
+        "double spike": {700, 701},
+        "zero run": set(range(900, 904)),
+        "negative": {1100},
+        "frozen": set(range(1200, 1206)),
+        "dip": {1300},
+        "eia-rule": {1400},
+    }
+    v[500] *= 8
+    v[[700, 701]] *= 3
+    v[900:904] = 0
+    v[1100] = -500
+    v[1200:1206] = 81_234
+    v[1300] *= 0.55
+    v[1400] = 1.6 * v[:1400].max()
+    return pd.Series(v, index=x.index), injected

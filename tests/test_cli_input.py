@@ -216,7 +216,7 @@ def test_a_read_only_store_cannot_write(db_url: str) -> None:
 # ---- defect 7: usage errors are one line -------------------------------------------------------
 
 USAGE_ERRORS: dict[str, tuple[list[str], tuple[str, ...]]] = {
-    "unknown-option": (["export", "--frm", "2024-01-01"], ("No such option: --frm", "did you mean --from?")),
+    "unknown-option": (["export", "--frm", "2024-01-01"], ("No such option: --frm", "did you mean --format or --from?")),
     "unknown-global-option": (["--verbose", "export"], ("--verbose",)),
     "unknown-command": (["exprot"], ("exprot", "export")),
     "missing-value": (["export", "--from"], ("--from", "requires an argument")),
@@ -243,7 +243,7 @@ def test_usage_errors_are_one_line(tmp_path: Path, name: str) -> None:
 
 def test_usage_error_as_a_real_process(tmp_path: Path) -> None:
     result = run_process(["export", "--frm", "2024-01-01"], base_env(tmp_path))
-    assert result.stderr == "gridpulse: error: No such option: --frm (did you mean --from?)\n"
+    assert result.stderr == "gridpulse: error: No such option: --frm (did you mean --format or --from?)\n"
     assert result.code == ExitCode.USAGE
 
 

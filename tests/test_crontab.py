@@ -82,6 +82,7 @@ def test_the_crontab_is_variables_then_plain_commands() -> None:
     assert command("backfill --gaps --since 35d").startswith("flock -w ")
     assert all("$LOCK" in c for c in SHIPPED.commands if " ingest " in c or " backfill " in c)
     assert command("health") == "$GP -q health --brief"
+    assert command("report") == "$GP report --since 30d -o $REPORT >>$LOG 2>&1"
 
 
 class Cron:
@@ -100,6 +101,7 @@ class Cron:
             "GRIDPULSE_ENV_FILE": str(self.env_file),
             "LOG": str(self.log),
             "LOCK": str(home / "gridpulse.lock"),
+            "REPORT": str(home / "report.html"),
         }
         self.settings = {
             "EIA_API_KEY": TEST_KEY,
@@ -173,6 +175,10 @@ def test_every_schedule_line_runs_as_cron_runs_it_and_mails_nothing(cron: Cron, 
 
     health = cron.run(command("health"))
     assert (health.returncode, health.stdout, health.stderr) == (0, "", "")
+
+    report = cron.run(command("report"))
+    assert (report.returncode, report.stdout, report.stderr) == (0, "", "")
+    assert "Plotly.newPlot" in Path(cron.variables["REPORT"]).read_text()
 
     log = cron.log.read_text()
     assert "run 1 ok" in log and "filled 2 of 2 missing hours" in log, log

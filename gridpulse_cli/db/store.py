@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 SeriesSpanRow = tuple[int, str, str, str, datetime, datetime]  # key, id, dataset, area, first, last
 RevisionRow = tuple[str, datetime, float | None, float | None, datetime, int | None, str, str]
+# one series: area, dataset, first hour, last hour, observations, missing values, newest run id
+StatusRow = tuple[str, str, datetime, datetime, int, int, int | None]
+LineageRow = tuple[str, str, str, int, int, datetime | None]  # series, route, kind, responses, rows, newest
 
 
 class Store:
@@ -42,6 +45,9 @@ class Store:
         self.engine = engine
         self.backend = backend
         self._series_keys: dict[str, int] = {}
+        # (first, last) hour each series_key was written in since the last clear: the hours a run
+        # wrote, which the quality screen re-screens after it (check.screen_written)
+        self.written: dict[int, tuple[pd.Timestamp, pd.Timestamp]] = {}
 
     # ---- opening and migrating -------------------------------------------------------------
 
@@ -298,9 +304,147 @@ class Store:
         else:  # one source for the whole frame; -1 stands for none
             sources = np.full(len(frame), -1 if source_ids is None else source_ids, dtype=np.int64)
         series_key = np.array(code_keys, dtype=np.int64)[codes]
+        self._note_written(frame["period_end_utc"], codes, code_keys)
         return self.backend.upsert(
             conn, UpsertBatch(frame, series_key, codes, code_keys, sources, run_id, now)
         )
+
+    def _note_written(self, periods: pd.Series, codes: np.ndarray[Any, Any], keys: list[int]) -> None:
+        spans = periods.groupby(codes).agg(["min", "max"])
+        for code, first, last in zip(spans.index, spans["min"], spans["max"], strict=True):
+            key = keys[int(code)]
+            old = self.written.get(key)
+            self.written[key] = (first, last) if old is None else (min(old[0], first), max(old[1], last))
+
+    # ---- quality findings (issue 10) ------------------------------------------------------------
+
+    def series_values(self, series_key: int, window: Window) -> pd.Series:
+        """One series' stored values in the window (NaN where stored without one), by period_end_utc."""
+        stmt = sa.text(
+            "SELECT period_end_utc, value_mwh FROM observations WHERE series_key = :k "
+            "AND period_end_utc >= :start AND period_end_utc < :end ORDER BY period_end_utc"
+        )
+        params = {
+            "k": series_key,
+            "start": self.encode_time(window.start),
+            "end": self.encode_time(window.end),
+        }
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt, params).all()
+        index = pd.DatetimeIndex(pd.to_datetime([r[0] for r in rows], utc=True), name="period_end_utc")
+        return pd.Series([np.nan if r[1] is None else float(r[1]) for r in rows], index=index, dtype=float)
+
+    def series_names(self, keys: Sequence[int]) -> dict[int, tuple[str, str, str]]:
+        """series_key -> (series_id, dataset, area) for these keys."""
+        out: dict[int, tuple[str, str, str]] = {}
+        stmt = sa.text("SELECT series_key, series_id, dataset, area FROM series WHERE series_key IN :keys")
+        stmt = stmt.bindparams(sa.bindparam("keys", expanding=True))
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), 500):
+                for r in conn.execute(stmt, {"keys": list(keys[start : start + 500])}):
+                    out[int(r[0])] = (r[1], r[2], r[3])
+        return out
+
+    def replace_findings(
+        self,
+        conn: Connection,
+        series_key: int,
+        window: Window,
+        found: pd.DataFrame,
+        run_id: int | None,
+        now: datetime,
+    ) -> int:
+        """Make the series' stored findings in the window exactly `found` (period_end_utc, check,
+        detail): clear those that no longer hold, keep those that still do (first found_at and
+        run), add new ones. Return how many are new."""
+        where = "series_key = :k AND period_end_utc >= :start AND period_end_utc < :end"
+        params = {
+            "k": series_key,
+            "start": self.encode_time(window.start),
+            "end": self.encode_time(window.end),
+        }
+        stored = conn.execute(
+            sa.text(f"SELECT period_end_utc, check_name, detail FROM findings WHERE {where}"), params
+        )
+        old = {(format_utc(self._utc(r[0])), r[1]): (r[0], r[2]) for r in stored}
+        new = {
+            (format_utc(p.to_pydatetime()), c): (p.to_pydatetime(), d)
+            for p, c, d in zip(found["period_end_utc"], found["check"], found["detail"], strict=True)
+        }
+        gone = [{"k": series_key, "p": old[key][0], "c": key[1]} for key in old.keys() - new.keys()]
+        if gone:
+            conn.execute(
+                sa.text(
+                    "DELETE FROM findings WHERE series_key = :k AND period_end_utc = :p AND check_name = :c"
+                ),
+                gone,
+            )
+        changed = [
+            {"k": series_key, "p": old[key][0], "c": key[1], "d": new[key][1]}
+            for key in old.keys() & new.keys()
+            if old[key][1] != new[key][1]
+        ]
+        if changed:
+            conn.execute(
+                sa.text(
+                    "UPDATE findings SET detail = :d WHERE series_key = :k AND period_end_utc = :p AND check_name = :c"
+                ),
+                changed,
+            )
+        added = [
+            {
+                "k": series_key,
+                "p": self.encode_time(new[key][0]),
+                "c": key[1],
+                "d": new[key][1],
+                "t": self.encode_time(now),
+                "r": run_id,
+            }
+            for key in new.keys() - old.keys()
+        ]
+        if added:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO findings (series_key, period_end_utc, check_name, detail, found_at_utc, run_id) "
+                    "VALUES (:k, :p, :c, :d, :t, :r)"
+                ),
+                added,
+            )
+        return len(added)
+
+    def findings(
+        self, window: Window | None, bas: Sequence[str] | None, datasets: Sequence[str] | None
+    ) -> list[tuple[str, datetime, str, str]]:
+        """(series_id, period_end_utc, check, detail) of stored findings, by series, hour, check."""
+        params: dict[str, Any] = {}
+        sql = "SELECT s.series_id, f.period_end_utc, f.check_name, f.detail FROM findings f "
+        sql += "JOIN series s ON s.series_key = f.series_key WHERE 1 = 1"
+        if window is not None:
+            sql += " AND f.period_end_utc >= :start AND f.period_end_utc < :end"
+            params.update(start=self.encode_time(window.start), end=self.encode_time(window.end))
+        stmt = _series_query(
+            sql, params, bas, datasets, " ORDER BY s.series_id, f.period_end_utc, f.check_name"
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt, params).all()
+        return [(r[0], self._utc(r[1]), r[2], r[3]) for r in rows]
+
+    def suspect_shares(self, bas: Sequence[str], since: datetime) -> dict[str, tuple[int, int]]:
+        """area -> (hours with a finding, stored values) over its series since a moment."""
+        params: dict[str, Any] = {"since": self.encode_time(since)}
+        stmt = _series_query(
+            "SELECT s.area, count(o.value_mwh), count(CASE WHEN EXISTS (SELECT 1 FROM findings f "
+            "WHERE f.series_key = o.series_key AND f.period_end_utc = o.period_end_utc) THEN 1 END) "
+            "FROM observations o "
+            "JOIN series s ON s.series_key = o.series_key WHERE o.period_end_utc >= :since",
+            params,
+            bas,
+            None,
+            " GROUP BY s.area",
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt, params).all()
+        return {r[0]: (int(r[2]), int(r[1])) for r in rows}
 
     # ---- reads ----------------------------------------------------------------------------------
 
@@ -315,24 +459,29 @@ class Store:
         bas: Sequence[str] | None,
         datasets: Sequence[str] | None,
         batch_rows: int = 50_000,
+        by_time: bool = False,
     ) -> Iterator[list[tuple[Any, ...]]]:
-        """Yield batches of (series_id, period_end_utc text, value, flag, dataset, area, counterpart)."""
+        """Yield batches of (series_id, period_end_utc text, value, flag, dataset, area, counterpart),
+        sorted by series_id then time, or (`by_time`) by time then series_id."""
         where: list[str] = ["1 = 1"]
         params: dict[str, Any] = {}
         if window is not None:
             where.append("o.period_end_utc >= :start AND o.period_end_utc < :end")
             params.update(start=self.encode_time(window.start), end=self.encode_time(window.end))
         stmt = _series_query(
-            "SELECT s.series_id, o.period_end_utc, o.value_mwh, o.quality_flag, s.dataset, s.area, s.counterpart "
+            f"SELECT s.series_id, o.period_end_utc, o.value_mwh, {_EXPORTED_FLAG}, s.dataset, s.area, s.counterpart "
             f"FROM observations o JOIN series s ON s.series_key = o.series_key WHERE {' AND '.join(where)}",
             params,
             bas,
             datasets,
-            " ORDER BY s.series_id, o.period_end_utc",
+            # by_time: hour by hour (export --wide pivots one batch of whole hours at a time)
+            " ORDER BY o.period_end_utc, s.series_id"
+            if by_time
+            else " ORDER BY s.series_id, o.period_end_utc",
         )
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=batch_rows).execute(stmt, params)
-            for partition in result.partitions():
+            for partition in result.partitions(batch_rows):  # SQLite yields 1-row partitions otherwise
                 yield self.backend.text_rows(partition)
 
     def series_spans(self, bas: Sequence[str] | None, datasets: Sequence[str] | None) -> list[SeriesSpanRow]:
@@ -427,6 +576,83 @@ class Store:
             "WHERE o.series_key = s.series_key) FROM series s"
         )
         return [(area, dataset, self._utc(last)) for area, dataset, last in rows if last is not None]
+
+    # ---- reads for status and report (issue 11) ---------------------------------------------------
+
+    def has_table(self, name: str) -> bool:
+        """Whether the database has this table (e.g. `findings`, which a newer schema adds)."""
+        return bool(sa.inspect(self.engine).has_table(name))
+
+    def status_rows(self, bas: Sequence[str] | None, datasets: Sequence[str] | None) -> list[StatusRow]:
+        """(area, dataset, first hour, last hour, observations, missing values, newest run id) per
+        stored series: one pass over observations."""
+        params: dict[str, Any] = {}
+        stmt = _series_query(
+            "SELECT s.area, s.dataset, min(o.period_end_utc), max(o.period_end_utc), count(*), "
+            "sum(CASE WHEN o.value_mwh IS NULL THEN 1 ELSE 0 END), max(o.run_id) "
+            "FROM series s JOIN observations o ON o.series_key = s.series_key WHERE 1 = 1",
+            params,
+            bas,
+            datasets,
+            " GROUP BY s.series_key, s.area, s.dataset",
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt, params).all()
+        return [
+            (
+                r[0],
+                r[1],
+                self._utc(r[2]),
+                self._utc(r[3]),
+                int(r[4]),
+                int(r[5] or 0),
+                None if r[6] is None else int(r[6]),
+            )
+            for r in rows
+        ]
+
+    def suspect_counts(self) -> dict[tuple[str, str], int]:
+        """Flagged hours per (area, dataset) from the quality screen's `findings` (an hour flagged by
+        several checks counts once; none in a database without the table)."""
+        if not self.has_table("findings"):
+            return {}
+        rows = self.read(
+            "SELECT s.area, s.dataset, count(*) FROM (SELECT DISTINCT series_key, period_end_utc "
+            "FROM findings) f JOIN series s ON s.series_key = f.series_key GROUP BY s.area, s.dataset"
+        )
+        return {(r[0], r[1]): int(r[2]) for r in rows}
+
+    def lineage(self, window: Window, bas: Sequence[str] | None) -> list[LineageRow]:
+        """(series_id, route, source kind, stored responses, observations, newest fetch) per series and
+        route its values in the window came from; route '' for values without a stored source."""
+        params: dict[str, Any] = {
+            "start": self.encode_time(window.start),
+            "end": self.encode_time(window.end),
+        }
+        stmt = _series_query(
+            "SELECT s.series_id, src.route, src.kind, count(DISTINCT o.source_id), count(*), "
+            "max(src.fetched_at_utc) FROM observations o JOIN series s ON s.series_key = o.series_key "
+            "LEFT JOIN sources src ON src.source_id = o.source_id "
+            "WHERE o.period_end_utc >= :start AND o.period_end_utc < :end",
+            params,
+            bas,
+            None,
+            " GROUP BY s.series_id, src.route, src.kind ORDER BY s.series_id, src.route",
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt, params).all()
+        return [
+            (r[0], r[1] or "", r[2] or "", int(r[3]), int(r[4]), None if r[5] is None else self._utc(r[5]))
+            for r in rows
+        ]
+
+
+# The flag readers see: `suspect` where the quality screen has a finding for a stored value
+# (the stored flag and value never change; docs/quality.md).
+_EXPORTED_FLAG = (
+    "CASE WHEN o.value_mwh IS NOT NULL AND EXISTS (SELECT 1 FROM findings f WHERE f.series_key = o.series_key "
+    "AND f.period_end_utc = o.period_end_utc) THEN 'suspect' ELSE o.quality_flag END"
+)
 
 
 def _series_query(
