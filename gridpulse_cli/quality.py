@@ -117,14 +117,12 @@ def identical_run(x: pd.Series, flag_zero: bool) -> Flags:
     first = np.flatnonzero(starts)[run_id - 1]
     eligible = (np.abs(v) >= MIN_MWH) | ((v == 0) & flag_zero)
     mask = (lengths >= RUN_HOURS) & eligible & np.isfinite(v)
-    index = x.index
-    return _flags(
-        mask,
-        lambda i: (
-            f"identical-run: {mwh(v[i])} MWh for {lengths[i]} hours from "
-            f"{index[first[i]].strftime('%Y-%m-%dT%HZ')}"
-        ),
-    )
+    # One detail per run, shared by its hours: a long freeze flags thousands of them.
+    details = {
+        j: f"identical-run: {mwh(v[j])} MWh for {lengths[j]} hours from {x.index[j].strftime('%Y-%m-%dT%HZ')}"
+        for j in np.unique(first[mask]).tolist()
+    }
+    return _flags(mask, lambda i: details[int(first[i])])
 
 
 def global_outlier(x: pd.Series, consumption: bool) -> Flags:

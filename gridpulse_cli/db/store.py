@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from gridpulse_cli.catalog import area_type
-from gridpulse_cli.db.backend import Backend, LoadCounts, UpsertBatch, describe_db_error
+from gridpulse_cli.db.backend import Backend, LoadCounts, UpsertBatch, describe_db_error, period_texts
 from gridpulse_cli.db.postgres import PostgresBackend
 from gridpulse_cli.db.schema import MIGRATIONS, SCHEMA_VERSION
 from gridpulse_cli.db.sqlite import SQLiteBackend, no_database
@@ -366,10 +366,15 @@ class Store:
         stored = conn.execute(
             sa.text(f"SELECT period_end_utc, check_name, detail FROM findings WHERE {where}"), params
         )
-        old = {(format_utc(self._utc(r[0])), r[1]): (r[0], r[2]) for r in stored}
+        # Keyed by the hour's text, formatted in bulk: a frozen feed can flag thousands of hours,
+        # and parsing each stored time one by one would cost more than the screen itself.
+        old = {(r[0] if isinstance(r[0], str) else format_utc(r[0]), r[1]): (r[0], r[2]) for r in stored}
+        periods = pd.to_datetime(found["period_end_utc"], utc=True)  # the screen's hours are UTC
         new = {
-            (format_utc(p.to_pydatetime()), c): (p.to_pydatetime(), d)
-            for p, c, d in zip(found["period_end_utc"], found["check"], found["detail"], strict=True)
+            (text, c): (p, d)
+            for text, p, c, d in zip(
+                period_texts(periods), periods, found["check"], found["detail"], strict=True
+            )
         }
         gone = [{"k": series_key, "p": old[key][0], "c": key[1]} for key in old.keys() - new.keys()]
         if gone:
@@ -394,7 +399,7 @@ class Store:
         added = [
             {
                 "k": series_key,
-                "p": self.encode_time(new[key][0]),
+                "p": self.encode_time(new[key][0].to_pydatetime()),
                 "c": key[1],
                 "d": new[key][1],
                 "t": self.encode_time(now),
