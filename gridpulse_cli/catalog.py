@@ -112,6 +112,21 @@ DATASETS: dict[str, Dataset] = {
 }
 
 
+# Dataset names short enough that a table of all seven fits 80 columns (health, status).
+SHORT_NAMES: dict[str, str] = {
+    "demand": "demand",
+    "forecast": "forecast",
+    "generation": "gen",
+    "total-interchange": "TI",
+    "fuel-mix": "fuel-mix",
+    "interchange": "interch",
+    "subregion-demand": "sub-BA",
+}
+
+# An observation's quality flag (the README says what each means).
+QUALITY_FLAGS = ("good", "missing", "estimated", "suspect")
+
+
 def routes_for(datasets: Sequence[str]) -> list[tuple[Route, list[str]]]:
     """The routes serving these datasets, each with the region-data `type` codes it needs."""
     routes: dict[str, tuple[Route, list[str]]] = {}

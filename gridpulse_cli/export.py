@@ -25,7 +25,6 @@ from gridpulse_cli.files import CSV_COLUMNS, format_value
 from gridpulse_cli.windows import Window
 
 FORMATS = ("csv", "jsonl", "parquet")
-QUALITY_FLAGS = ("good", "missing", "estimated", "suspect")  # normalize.QUALITY_FLAGS, without pandas
 BATCH_ROWS = 50_000
 WideWriter = Generator[None, Any, None]  # receives one pivoted batch of hours per send()
 

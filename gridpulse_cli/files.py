@@ -438,7 +438,7 @@ def _quality_flags(column: _Column, fail: Callable[[int, str], InputFormatError]
     """quality_flag per row (an object array); a flag not in QUALITY_FLAGS is the error."""
     import numpy as np
 
-    from gridpulse_cli.normalize import QUALITY_FLAGS
+    from gridpulse_cli.catalog import QUALITY_FLAGS
 
     flags = np.array([str(u).strip() for u in column.uniques], dtype=object)
     bad = ~np.isin(flags, QUALITY_FLAGS)

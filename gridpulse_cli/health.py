@@ -25,7 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from gridpulse_cli.catalog import DATASETS, REGIONS, balancing_authorities
+from gridpulse_cli.catalog import DATASETS, REGIONS, SHORT_NAMES, balancing_authorities
 from gridpulse_cli.db import Store
 from gridpulse_cli.db.schema import SCHEMA_VERSION
 from gridpulse_cli.errors import GridpulseError
@@ -37,16 +37,6 @@ from gridpulse_cli.windows import HOUR, Window, floor_hour, format_utc
 ORDER = {"ok": 0, "warn": 1, "fail": 2}
 FAILED_RUNS_TO_FAIL = 3
 GRADED = ("fresh", "late", "stale", "never")  # freshness states of a watched (BA, dataset)
-# Column headings of the freshness grid, short enough that 7 datasets fit 80 columns.
-SHORT_NAMES = {
-    "demand": "demand",
-    "forecast": "forecast",
-    "generation": "gen",
-    "total-interchange": "TI",
-    "fuel-mix": "fuel-mix",
-    "interchange": "interch",
-    "subregion-demand": "sub-BA",
-}
 BRIEF_ITEMS = 5  # series or BAs named per kind of failure on the --brief line, then "and N more"
 
 

@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 # The observation frame: what normalize produces and the store loads (units and zone in the names).
 FRAME_COLUMNS = ["series_id", "period_end_utc", "value_mwh", "quality_flag", "dataset", "area", "counterpart"]
-QUALITY_FLAGS = ("good", "missing", "estimated", "suspect")
 
 
 def row_kind(row: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gridpulse_cli.catalog import DATASETS
+from gridpulse_cli.catalog import DATASETS, SHORT_NAMES
 from gridpulse_cli.db import Store
 from gridpulse_cli.render import Column
 from gridpulse_cli.windows import HOUR, format_utc
@@ -31,15 +31,6 @@ TABLE_COLUMNS = [
     Column("susp", "right"),
     Column("run", "right"),
 ]
-SHORT_DATASETS = {  # short enough that a row fits 80 columns
-    "demand": "demand",
-    "forecast": "forecast",
-    "generation": "gen",
-    "total-interchange": "TI",
-    "fuel-mix": "fuel-mix",
-    "interchange": "interch",
-    "subregion-demand": "sub-BA",
-}
 
 
 @dataclass(frozen=True)
@@ -85,7 +76,7 @@ class StatusLine:
 
         return [
             self.area,
-            SHORT_DATASETS.get(self.dataset, self.dataset),
+            SHORT_NAMES.get(self.dataset, self.dataset),
             str(self.series),
             "-" if self.first is None else self.first.strftime("%Y-%m-%d"),
             "-" if self.last is None else short_hour(self.last),
