@@ -8,8 +8,9 @@
     INTERCHANGE  Interchange (MW)                -> EBA.{BA}-{DIBA}.ID.H
     SUBREGION    Demand (MW)                     -> EBA.{BA}-{Sub-Region}.D.H
 
-The value is the REPORTED column (what the API serves), flagged `estimated` where EIA imputed;
-"UTC Time at End of Hour" is already hour-ending. Layouts are told apart by column names. Which
+The value is the REPORTED column (what the API serves); where EIA imputed a reported value (its
+"(Imputed)" cell is filled) the hour is also returned as an `eia-imputed` finding carrying EIA's
+value (read_bulk_chunks). "UTC Time at End of Hour" is already hour-ending. Layouts are told apart by column names. Which
 column, which empty cells, the layouts' sources and the evidence: docs/bulk-files.md.
 """
 
@@ -29,6 +30,7 @@ import pandas as pd
 from gridpulse_cli.catalog import KNOWN_FUELS, MAX_CODE_LENGTH, is_code, series_id
 from gridpulse_cli.errors import InputFormatError, quote
 from gridpulse_cli.normalize import FRAME_COLUMNS, empty_observations
+from gridpulse_cli.quality import mwh
 from gridpulse_cli.text import plural
 from gridpulse_cli.windows import HOUR_NS
 
@@ -77,8 +79,23 @@ FUEL_COLUMNS: dict[str, tuple[str, ...]] = {
     "UNK": ("Unknown Fuel Sources",),
 }
 
-_FLAG_NAMES = np.array(["missing", "estimated", "good"], dtype=object)
+EIA_IMPUTED = "eia-imputed"  # the finding's check name (docs/quality.md)
+IMPUTED_COLUMNS = ["series_id", "period_end_utc", "imputed_mwh", "detail"]
+_FLAG_NAMES = np.array(["missing", "good"], dtype=object)
 _warned_fuels: set[str] = set()
+
+
+class BulkChunk(NamedTuple):
+    """One chunk of a six-month file: its observations (FRAME_COLUMNS) and, among them, the hours
+    whose reported value EIA imputed (IMPUTED_COLUMNS: EIA's value and the finding's detail)."""
+
+    observations: pd.DataFrame
+    imputed: pd.DataFrame
+
+
+def imputed_detail(value: float) -> str:
+    """The `eia-imputed` finding's detail for EIA's imputed value."""
+    return f"{EIA_IMPUTED}: EIA's adjusted series has {mwh(value)} MWh for this hour"
 
 
 def canonical_column(name: str) -> str:
@@ -194,6 +211,13 @@ def read_bulk_file(path: Path, chunk_rows: int = 100_000) -> Iterator[pd.DataFra
     The file and its header are checked now (InputFormatError naming the file); rows are read as the
     iterator is consumed, `chunk_rows` at a time, so memory stays flat whatever the file size.
     """
+    chunks = read_bulk_chunks(path, chunk_rows)
+    return (chunk.observations for chunk in chunks)
+
+
+def read_bulk_chunks(path: Path, chunk_rows: int = 100_000) -> Iterator[BulkChunk]:
+    """read_bulk_file, each chunk with the hours EIA imputed (`backfill --from-file` stores them as
+    `eia-imputed` findings)."""
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be at least 1")
     path = Path(path)
@@ -205,7 +229,7 @@ def read_bulk_file(path: Path, chunk_rows: int = 100_000) -> Iterator[pd.DataFra
     return _observation_chunks(path, _plan(layout, header), chunk_rows)
 
 
-def _observation_chunks(path: Path, plan: _Plan, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def _observation_chunks(path: Path, plan: _Plan, chunk_rows: int) -> Iterator[BulkChunk]:
     seen = _SeenKeys()
     rows = observations = 0
     for first_row, chunk in _raw_chunks(path, plan, chunk_rows):
@@ -213,7 +237,7 @@ def _observation_chunks(path: Path, plan: _Plan, chunk_rows: int) -> Iterator[pd
         rows += len(chunk)
         observations += len(frame)
         if len(frame):
-            yield frame
+            yield _split_imputed(frame)
     if seen.dropped:
         log.warning("%s: dropped %s", path, plural(seen.dropped, f"repeated ({_key_name(plan)}, hour) row"))
     log.info(
@@ -349,13 +373,21 @@ def _filled(chunk: pd.DataFrame, column: str | None) -> npt.NDArray[np.bool_]:
     return chunk[column].notna().to_numpy()
 
 
+def _imputed_values(chunk: pd.DataFrame, column: str | None) -> npt.NDArray[np.float64]:
+    if column is None:
+        return np.full(len(chunk), np.nan)
+    return chunk[column].to_numpy(dtype=np.float64)
+
+
 class _Part(NamedTuple):
-    """One measure's observations in a chunk: which rows, their values and flags."""
+    """One measure's observations in a chunk: which rows, their values, flags and EIA's imputed
+    values (NaN where EIA did not impute, or where nothing was reported: a gap, not a suspect value)."""
 
     measure: _Measure
     rows: npt.NDArray[np.intp]
     values: npt.NDArray[np.float64]
     flags: npt.NDArray[np.object_]
+    imputed: npt.NDArray[np.float64]
 
 
 def _chunk_observations(
@@ -385,9 +417,9 @@ def _chunk_observations(
     has_demand = np.zeros(len(chunk), dtype=bool)
     for m in plan.measures:
         values = chunk[m.value].to_numpy(dtype=np.float64)
-        imputed = _filled(chunk, m.imputed)
+        imputed = _imputed_values(chunk, m.imputed)
         if plan.layout == "balance":  # an empty cell counts only where EIA shows the series exists
-            exists = ~np.isnan(values) | imputed | _filled(chunk, m.adjusted)
+            exists = ~np.isnan(values) | ~np.isnan(imputed) | _filled(chunk, m.adjusted)
             if m.dataset == "demand":
                 has_demand = exists
             elif m.dataset == "forecast":
@@ -397,8 +429,9 @@ def _chunk_observations(
         rows = np.flatnonzero(exists & fresh)
         values = values[rows]
         values = np.where(np.isfinite(values), values, np.nan)
-        flag_codes = np.where(np.isnan(values), 0, np.where(imputed[rows], 1, 2))
-        parts.append(_Part(m, rows, values, _FLAG_NAMES[flag_codes]))
+        reported = ~np.isnan(values)
+        eia = np.where(reported, imputed[rows], np.nan)
+        parts.append(_Part(m, rows, values, _FLAG_NAMES[reported.astype(np.intp)], eia))
     return _assemble(parts, entity_codes, entity_area, entity_other, stamps)
 
 
@@ -438,6 +471,16 @@ def _assemble(
             "dataset": np.array([m.dataset for m in measures], dtype=object)[measure_codes],
             "area": entity_area[entities],
             "counterpart": counterparts,
+            "imputed_mwh": np.concatenate([part.imputed for part in parts]),
         }
     )
-    return frame[FRAME_COLUMNS]
+    return frame
+
+
+def _split_imputed(frame: pd.DataFrame) -> BulkChunk:
+    """An assembled frame as its observations and the hours EIA imputed, with their details."""
+    imputed = frame.loc[frame["imputed_mwh"].notna(), ["series_id", "period_end_utc", "imputed_mwh"]]
+    imputed = imputed.reset_index(drop=True)
+    details = [imputed_detail(value) for value in imputed["imputed_mwh"]]
+    imputed["detail"] = pd.Series(details, index=imputed.index, dtype="str")  # the same dtype when empty
+    return BulkChunk(frame[FRAME_COLUMNS], imputed[IMPUTED_COLUMNS])

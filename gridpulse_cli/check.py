@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from gridpulse_cli.catalog import parse_series_id
+from gridpulse_cli.catalog import SeriesKey, parse_series_id
+from gridpulse_cli.consistency import CONSISTENCY_CHECKS, BASeries, check_ba
 from gridpulse_cli.ledger import recorded_run
-from gridpulse_cli.quality import screen_series
+from gridpulse_cli.quality import SERIES_CHECKS, screen_series
 from gridpulse_cli.render import Column
 from gridpulse_cli.text import short_hour
 from gridpulse_cli.windows import HOUR, Window, format_utc
@@ -32,17 +33,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONTEXT = timedelta(days=14)  # read around the screened hours: the local screen looks +/-10 days
+BASELINE_CONTEXT = timedelta(days=4)  # the consistency checks' usual residual: a week, centred
 WRITTEN_MARGIN = timedelta(days=1)  # after a run, re-screen this far around the hours it wrote
-# When an hour has several findings, the one `check --json` names first (the most specific).
-CHECK_ORDER = (
-    "negative-or-zero",
-    "negative",
-    "identical-run",
-    "spike",
-    "eia-rule",
-    "global-outlier",
-    "local-outlier",
-)
+# When an hour has several findings, the one `check --json` names first (the most specific):
+# EIA's own verdict, then the series' own checks, then the cross-series ones.
+CHECK_ORDER = ("eia-imputed", *SERIES_CHECKS, *CONSISTENCY_CHECKS)
 
 
 @dataclass(frozen=True)
@@ -99,22 +94,118 @@ def by_hour(rows: Iterable[tuple[str, datetime, str, str]]) -> list[Finding]:
 def screen_targets(
     store: Store, targets: Sequence[Target], run_id: int | None, now: datetime, stop: Event | None = None
 ) -> int:
-    """Screen each target's hours (read with CONTEXT around them) and store what holds there;
-    return how many findings are new. A set `stop` ends it between series (KeyboardInterrupt)."""
+    """Screen each target's hours and store what holds there: per BA, the per-series screens
+    (each series read with CONTEXT around its hours), then the consistency checks across the
+    BA's series. Return how many findings are new. A set `stop` ends it between series
+    (KeyboardInterrupt); what was stored by then stays."""
+    index = SeriesIndex(store.all_series())
     new = 0
+    for area, area_targets in _by_area(targets).items():
+        cache = ValueCache(store)
+        new += _screen_series(store, area_targets, cache, run_id, now, stop)
+        span = Window(min(t.window.start for t in area_targets), max(t.window.end for t in area_targets))
+        new += screen_consistency(store, index.of_area(area), span, cache, run_id, now)
+    return new
+
+
+def _by_area(targets: Sequence[Target]) -> dict[str, list[Target]]:
+    grouped: dict[str, list[Target]] = {}
+    for target in targets:
+        grouped.setdefault(parse_series_id(target.series_id).area, []).append(target)
+    return grouped
+
+
+def _screen_series(
+    store: Store,
+    targets: Sequence[Target],
+    cache: ValueCache,
+    run_id: int | None,
+    now: datetime,
+    stop: Event | None,
+) -> int:
+    """The per-series screens over one BA's targets, stored in one transaction."""
+    results = []
     for target in targets:
         if stop is not None and stop.is_set():
             raise KeyboardInterrupt("stop requested")
-        context = Window(target.window.start - CONTEXT, target.window.end + CONTEXT)
-        values = store.series_values(target.series_key, context)
+        values = cache.values(target.series_key, target.window.widened(CONTEXT))
         key = parse_series_id(target.series_id)
         found = screen_series(values, key.dataset, key.counterpart)
-        inside = (found["period_end_utc"] >= target.window.start) & (
-            found["period_end_utc"] < target.window.end
+        results.append((target, found[_inside(found, target.window)]))
+    with store.transaction() as conn:
+        return sum(
+            store.replace_findings(conn, t.series_key, t.window, found, run_id, now, SERIES_CHECKS)
+            for t, found in results
         )
-        with store.transaction() as conn:
-            new += store.replace_findings(conn, target.series_key, target.window, found[inside], run_id, now)
-    return new
+
+
+def _inside(found: pd.DataFrame, window: Window) -> pd.Series:
+    return (found["period_end_utc"] >= window.start) & (found["period_end_utc"] < window.end)
+
+
+class ValueCache:
+    """Series values read once per BA: the per-series screens and the consistency checks share them."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._held: dict[int, tuple[Window, pd.Series]] = {}
+
+    def values(self, key: int, window: Window) -> pd.Series:
+        held = self._held.get(key)
+        if held is None or not held[0].covers(window):
+            held = (window, self.store.series_values(key, window))
+            self._held[key] = held
+        values = held[1]
+        return values[(values.index >= window.start) & (values.index < window.end)]
+
+
+class SeriesIndex:
+    """Every stored series by (dataset, area, counterpart): finds a BA's related series."""
+
+    def __init__(self, rows: Iterable[tuple[int, str]]) -> None:
+        self._by_area: dict[str, list[tuple[SeriesKey, int]]] = {}
+        for key, series_id in rows:
+            try:
+                parsed = parse_series_id(series_id)
+            except ValueError:  # a series ID this version does not know: not related to anything
+                continue
+            self._by_area.setdefault(parsed.area, []).append((parsed, key))
+
+    def of_area(self, area: str) -> BASeries:
+        ba = BASeries(area)
+        for parsed, key in self._by_area.get(area, []):
+            if parsed.dataset == "fuel-mix":
+                ba.fuels[parsed.counterpart] = key
+            elif parsed.dataset == "interchange":
+                ba.outward[parsed.counterpart] = key
+            elif parsed.dataset != "subregion-demand":
+                ba.region[parsed.dataset] = key
+        for neighbour in ba.outward:
+            for parsed, key in self._by_area.get(neighbour, []):
+                if parsed.dataset == "interchange" and parsed.counterpart == area:
+                    ba.inward[neighbour] = key
+        return ba
+
+
+def screen_consistency(
+    store: Store, ba: BASeries, span: Window, cache: ValueCache, run_id: int | None, now: datetime
+) -> int:
+    """The consistency checks of one BA over `span` (read with BASELINE_CONTEXT around it), stored
+    on the series they are attached to in one transaction; return how many findings are new."""
+    context = span.widened(BASELINE_CONTEXT)
+    hours = pd.date_range(context.start, context.end - HOUR, freq="h")
+    keys = ba.member_keys()
+    values = {key: cache.values(key, context).reindex(hours) for key in keys}
+    flagged = store.finding_hours(keys, context, excluding=CONSISTENCY_CHECKS)
+    explained = {key: hours.isin(found) for key, found in flagged.items()}
+    found = check_ba(ba, values, explained)
+    with store.transaction() as conn:
+        return sum(
+            store.replace_findings(
+                conn, key, span, frame[_inside(frame, span)], run_id, now, CONSISTENCY_CHECKS
+            )
+            for key, frame in found.items()
+        )
 
 
 def stored_targets(

@@ -55,6 +55,7 @@ class RunReport:
             f"{c.unchanged:,} unchanged; {plural(self.requests, 'request')}, "
             f"{plural(self.retries, 'retry', 'retries')}"
             + (f" ({self.throttled:,} throttled by EIA)" if self.throttled else "")
+            + (f", {plural(self.findings, 'new quality finding')}" if self.findings else "")
             + f", {self.elapsed:.1f} s ({rate:,.0f} rows/s)"
         )
 
@@ -71,6 +72,7 @@ class RunReport:
             "requests": self.requests,
             "retries": self.retries,
             "throttled": self.throttled,
+            "findings": self.findings,
             "elapsed_s": round(self.elapsed, 1),
         }
 
@@ -292,6 +294,8 @@ class RunRow(NamedTuple):
     retries: int
     error: str | None
     elapsed_s: float | None
+    findings: int
+    throttled: int
 
 
 def recent_runs(store: Store, last: int = 20) -> list[RunRow]:
@@ -299,7 +303,7 @@ def recent_runs(store: Store, last: int = 20) -> list[RunRow]:
     rows = store.read(
         "SELECT run_id, command, status, started_at_utc, finished_at_utc, window_start_utc, "
         "window_end_utc, bas, datasets, rows_fetched, rows_inserted, rows_revised, rows_unchanged, "
-        "requests, retries, error, elapsed_s FROM runs ORDER BY run_id DESC LIMIT :n",
+        "requests, retries, error, elapsed_s, findings, throttled FROM runs ORDER BY run_id DESC LIMIT :n",
         {"n": last},
     )
     return [_run_row(store, r) for r in rows]
@@ -326,6 +330,8 @@ def _run_row(store: Store, r: Any) -> RunRow:
         retries=int(r[14]),
         error=r[15],
         elapsed_s=None if r[16] is None else float(r[16]),
+        findings=int(r[17] or 0),
+        throttled=int(r[18] or 0),
     )
 
 

@@ -62,6 +62,7 @@ LOG_FIELDS = (
     "requests",
     "retries",
     "throttled",
+    "findings",
     "elapsed_s",
     "filled_hours",
     "missing_hours",

@@ -22,6 +22,16 @@ import numpy as np
 import pandas as pd
 
 FINDING_COLUMNS = ["period_end_utc", "check", "detail"]
+# The per-series checks, the most specific first (the order `check --json` names an hour's checks).
+SERIES_CHECKS = (
+    "negative-or-zero",
+    "negative",
+    "identical-run",
+    "spike",
+    "eia-rule",
+    "global-outlier",
+    "local-outlier",
+)
 
 # The datasets whose values are load-like: positive, with a daily cycle (Ruggles' demand screens).
 LOAD_LIKE = frozenset({"demand", "subregion-demand", "forecast", "generation"})

@@ -44,6 +44,7 @@ class Run(RunRow):
             compact_count(self.rows_fetched),
             compact_count(self.rows_inserted),
             compact_count(self.rows_revised),
+            compact_count(self.findings),
         ]
 
 
@@ -65,6 +66,8 @@ JSON_KEYS = (
     "rows_unchanged",
     "requests",
     "retries",
+    "throttled",
+    "findings",
     "error",
 )
 
@@ -79,6 +82,7 @@ TABLE_COLUMNS = [
     Column("fetched", align="right"),
     Column("inserted", align="right"),
     Column("revised", align="right"),
+    Column("found", align="right"),  # new quality findings (docs/quality.md)
 ]
 
 

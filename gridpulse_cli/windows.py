@@ -42,6 +42,13 @@ class Window:
     def __str__(self) -> str:
         return f"{format_utc(self.start)}..{format_utc(self.end)}"
 
+    def widened(self, margin: timedelta) -> Window:
+        """The window with `margin` more on either side."""
+        return Window(self.start - margin, self.end + margin)
+
+    def covers(self, other: Window) -> bool:
+        return self.start <= other.start and other.end <= self.end
+
 
 def floor_hour(moment: datetime) -> datetime:
     """Return the UTC hour at or before `moment`."""

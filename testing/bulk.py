@@ -17,11 +17,27 @@ def header_of(path: Path) -> list[str]:
         return next(csv.reader(f))
 
 
+def imputed_copy(target: Path, source: Path, imputed: dict[tuple[int, str], str]) -> Path:
+    """A copy of a BALANCE file where EIA imputed: {(data row, measure): value} fills the row's
+    "<measure> (Imputed)" and "<measure> (Adjusted)" cells (data row 1 is the file's 2nd line;
+    measure as in the header, e.g. "Demand (MW)"; value as EIA writes it, e.g. "1,234")."""
+    lines = source.read_text().splitlines(keepends=True)
+    columns = header_of(source)
+    for (row, measure), value in imputed.items():
+        cells = next(csv.reader([lines[row]]))
+        for suffix in (" (Imputed)", " (Adjusted)"):
+            cells[columns.index(measure + suffix)] = value
+        lines[row] = ",".join(f'"{c}"' if "," in c else c for c in cells) + "\n"
+    target.write_text("".join(lines))
+    return target
+
+
 def write_balance_file(path: Path, bas: int, hours: int) -> None:
     """A BALANCE file in EIA's real format: the AEC header, quoted thousands, 12-hour UTC stamps.
 
     Every third BA repeats AEC's first row (8 series), every third has EIA-imputed demand (8 series,
-    one estimated) and every third is generation-only (no demand or forecast: 6 series).
+    one with an `eia-imputed` hour) and every third is generation-only (no demand or forecast: 6
+    series).
     """
     header_line, first = AEC.read_text().splitlines()[:2]
     columns = header_of(AEC)

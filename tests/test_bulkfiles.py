@@ -13,11 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gridpulse_cli.bulkfiles import canonical_column, detect_layout, read_bulk_file
+from gridpulse_cli.bulkfiles import (
+    IMPUTED_COLUMNS,
+    canonical_column,
+    detect_layout,
+    read_bulk_chunks,
+    read_bulk_file,
+)
 from gridpulse_cli.db import Store
 from gridpulse_cli.errors import InputFormatError
 from gridpulse_cli.normalize import FRAME_COLUMNS, drop_duplicate_observations, normalize_rows
-from testing.bulk import BULK_DATA, write_balance_file
+from testing.bulk import BULK_DATA, imputed_copy, write_balance_file
 
 DATA = BULK_DATA
 AEC = DATA / "EIA930_BALANCE_2020_Jul_Dec-AEC-9rows.csv"  # real excerpt, pre-2024-H2 layout
@@ -62,6 +68,24 @@ def read_all(path: Path, chunk_rows: int = 100_000) -> pd.DataFrame:
     frames = list(read_bulk_file(path, chunk_rows=chunk_rows))
     frame = pd.concat(frames, ignore_index=True)
     return frame.sort_values(["series_id", "period_end_utc"]).reset_index(drop=True)
+
+
+def read_imputed(path: Path, chunk_rows: int = 100_000) -> pd.DataFrame:
+    """The hours of a file whose reported value EIA imputed (read_bulk_chunks), by series and hour."""
+    frames = [chunk.imputed for chunk in read_bulk_chunks(path, chunk_rows=chunk_rows)]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=IMPUTED_COLUMNS)
+    return frame.sort_values(["series_id", "period_end_utc"]).reset_index(drop=True)
+
+
+def imputed_hours(path: Path) -> list[tuple[str, str, str]]:
+    """(series_id, hour, detail) of each hour EIA imputed in a file."""
+    frame = read_imputed(path)
+    return [
+        (sid, f"{stamp:%Y-%m-%dT%H}", detail)
+        for sid, stamp, detail in zip(
+            frame["series_id"], frame["period_end_utc"], frame["detail"], strict=True
+        )
+    ]
 
 
 def utc(text: str) -> pd.Timestamp:
@@ -163,6 +187,7 @@ def test_aec_excerpt_gives_the_api_series() -> None:
     ]
     assert len(frame) == 9 * 8
     assert set(frame["quality_flag"]) == {"good"}
+    assert imputed_hours(AEC) == []  # EIA imputed none of these hours
     assert set(frame["area"]) == {"AEC"}
     datasets = frame.groupby("dataset").size().to_dict()
     assert datasets == {
@@ -287,22 +312,61 @@ def test_post_2024_typo_headers_still_mark_series_that_exist() -> None:
         assert np.isnan(row["value_mwh"]) and row["quality_flag"] == "missing"
 
 
-def test_imputed_storage_value_stays_as_reported_and_is_estimated() -> None:
+def test_imputed_storage_value_stays_as_reported_with_eia_value_beside_it() -> None:
     row = cell(read_all(CISO_2024), "EBA.CISO-ALL.NG.BAT.H", "2024-07-01T10:00:00Z")
-    assert (row["value_mwh"], row["quality_flag"]) == (-9000.0, "estimated")
+    assert (row["value_mwh"], row["quality_flag"]) == (-9000.0, "good")
+    assert imputed_hours(CISO_2024) == [
+        (
+            "EBA.CISO-ALL.NG.BAT.H",
+            "2024-07-01T10",
+            "eia-imputed: EIA's adjusted series has 1,650 MWh for this hour",
+        )
+    ]
 
 
 # ---- quality flags, empty cells, duplicates --------------------------------------------------
 
 
-def test_hours_eia_imputed_are_estimated_and_keep_the_reported_value() -> None:
+def test_hours_eia_imputed_keep_the_reported_value_and_flag_and_carry_eia_value() -> None:
     frame = read_all(FLAGS)
     demand = cell(frame, "EBA.SEC-ALL.D.H", "2020-07-01T06:00:00Z")  # reported 0, imputed 1,010
-    assert (demand["value_mwh"], demand["quality_flag"]) == (0.0, "estimated")
+    assert (demand["value_mwh"], demand["quality_flag"]) == (0.0, "good")
     gas = cell(frame, "EBA.SEC-ALL.NG.NG.H", "2020-07-01T05:00:00Z")  # reported 300, imputed 310
-    assert (gas["value_mwh"], gas["quality_flag"]) == (300.0, "estimated")
+    assert (gas["value_mwh"], gas["quality_flag"]) == (300.0, "good")
     coal = cell(frame, "EBA.SEC-ALL.NG.COL.H", "2020-07-01T05:00:00Z")
     assert (coal["value_mwh"], coal["quality_flag"]) == (900.0, "good")
+    # Each hour with a reported value EIA imputed, with EIA's value; not the 5:00 demand hour,
+    # whose reported cell is empty (a gap, not a suspect value), nor the repeated row's cells.
+    assert imputed_hours(FLAGS) == [
+        (
+            "EBA.SEC-ALL.D.H",
+            "2020-07-01T06",
+            "eia-imputed: EIA's adjusted series has 1,010 MWh for this hour",
+        ),
+        (
+            "EBA.SEC-ALL.NG.NG.H",
+            "2020-07-01T05",
+            "eia-imputed: EIA's adjusted series has 310 MWh for this hour",
+        ),
+    ]
+    assert list(read_imputed(FLAGS)["imputed_mwh"]) == [1010.0, 310.0]
+
+
+def test_imputed_cells_in_the_real_excerpt_become_imputed_hours(tmp_path: Path) -> None:
+    edited = imputed_copy(
+        tmp_path / AEC.name,
+        AEC,
+        {(4, "Demand (MW)"): "470", (9, "Net Generation (MW) from Natural Gas"): "1,503"},
+    )
+    pd.testing.assert_frame_equal(read_all(edited), read_all(AEC))  # values and flags as reported
+    assert imputed_hours(edited) == [
+        ("EBA.AEC-ALL.D.H", "2020-07-01T09", "eia-imputed: EIA's adjusted series has 470 MWh for this hour"),
+        (
+            "EBA.AEC-ALL.NG.NG.H",
+            "2020-07-01T14",
+            "eia-imputed: EIA's adjusted series has 1,503 MWh for this hour",
+        ),
+    ]
 
 
 def test_empty_reported_cells_are_missing() -> None:
@@ -311,6 +375,7 @@ def test_empty_reported_cells_are_missing() -> None:
     assert np.isnan(demand["value_mwh"]) and demand["quality_flag"] == "missing"
     forecast = cell(frame, "EBA.SEC-ALL.DF.H", "2020-07-01T06:00:00Z")  # empty while demand exists
     assert np.isnan(forecast["value_mwh"]) and forecast["quality_flag"] == "missing"
+    assert ("EBA.SEC-ALL.D.H", "2020-07-01T05") not in {hour[:2] for hour in imputed_hours(FLAGS)}
 
 
 def test_generation_only_ba_gets_no_demand_or_forecast_series() -> None:
@@ -336,13 +401,20 @@ def test_a_repeated_hour_in_a_file_keeps_the_first_row(caplog: pytest.LogCapture
 @pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: p.name)
 @pytest.mark.parametrize("chunk_rows", [1, 2, 100_000])
 def test_chunks_are_observation_frames_with_keys_unique_across_the_file(path: Path, chunk_rows: int) -> None:
-    frames = list(read_bulk_file(path, chunk_rows=chunk_rows))
-    for frame in frames:
-        assert list(frame.columns) == FRAME_COLUMNS
-        assert set(frame["quality_flag"]) <= {"good", "missing", "estimated"}
+    chunks = list(read_bulk_chunks(path, chunk_rows=chunk_rows))
+    frames = [chunk.observations for chunk in chunks]
+    for chunk in chunks:
+        assert list(chunk.observations.columns) == FRAME_COLUMNS
+        assert set(chunk.observations["quality_flag"]) <= {"good", "missing"}
+        assert list(chunk.imputed.columns) == IMPUTED_COLUMNS
+        keys = ["series_id", "period_end_utc"]  # each imputed hour is one of the chunk's values
+        assert len(chunk.imputed.merge(chunk.observations.dropna(subset=["value_mwh"]), on=keys)) == len(
+            chunk.imputed
+        )
     whole = pd.concat(frames, ignore_index=True)
     assert not whole.duplicated(["series_id", "period_end_utc"]).any()
     pd.testing.assert_frame_equal(read_all(path, chunk_rows), read_all(path))
+    pd.testing.assert_frame_equal(read_imputed(path, chunk_rows), read_imputed(path))
 
 
 def test_overlapping_files_are_deduplicated_by_the_caller(tmp_path: Path) -> None:
@@ -576,7 +648,10 @@ def test_a_300k_row_balance_file_parses_in_chunks(tmp_path: Path) -> None:
     datasets: dict[str, int] = {}
     flags: dict[str, int] = {}
     series: set[str] = set()
-    for frame in read_bulk_file(path, chunk_rows=100_000):
+    imputed = 0
+    for chunk in read_bulk_chunks(path, chunk_rows=100_000):
+        frame = chunk.observations
+        imputed += len(chunk.imputed)
         sizes.append(len(frame))
         assert not frame.duplicated(["series_id", "period_end_utc"]).any()
         for name, count in frame["dataset"].value_counts().items():
@@ -595,7 +670,8 @@ def test_a_300k_row_balance_file_parses_in_chunks(tmp_path: Path) -> None:
         "total-interchange": 3 * per_kind,
         "fuel-mix": 3 * 4 * per_kind,
     }
-    assert flags == {"good": sum(sizes) - per_kind, "estimated": per_kind}
+    assert flags == {"good": sum(sizes)}
+    assert imputed == per_kind  # the imputed BAs' demand, every hour
     assert len(series) == bas // 3 * (8 + 8 + 6)
 
 

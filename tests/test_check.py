@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -169,3 +170,43 @@ def test_window_limits_what_check_screens(db_url: str) -> None:
         assert {p for _, p, _, _ in store.findings(None, None, None)} == {values.index[600].to_pydatetime()}
     finally:
         store.close()
+
+
+def region_frames(d: pd.Series) -> pd.DataFrame:
+    """CISO demand, net generation and total interchange that balance (NG = D + TI)."""
+    ti = pd.Series(np.round(1_500 + 300 * np.sin(np.arange(len(d)) / 7)), index=d.index)
+    parts = []
+    for sid, dataset, values in (
+        (SID, "demand", d),
+        ("EBA.CISO-ALL.NG.H", "generation", d + ti),
+        ("EBA.CISO-ALL.TI.H", "total-interchange", ti),
+    ):
+        frame = frame_of(values, sid)
+        frame["dataset"] = dataset
+        parts.append(frame)
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_consistency_findings_are_stored_on_the_series_at_fault_and_cleared(db_url: str) -> None:
+    """Demand 25% low for three hours while net generation and interchange carry on: no per-series
+    screen sees it (a smooth dip), the energy balance does; EIA revising it clears the findings."""
+    clean = demand(days=30)
+    values = clean.copy()
+    values.iloc[400:403] = np.round(values.iloc[400:403] * 0.75)
+    frame = region_frames(clean)
+    frame.loc[frame["series_id"] == SID, "value_mwh"] = values.to_numpy()
+    store = Store.open(db_url)
+    try:
+        run_id = load(store, frame)
+        found = store.findings(None, None, None)
+        assert {(s, p, c) for s, p, c, _ in found} == {
+            (SID, values.index[i].to_pydatetime(), "energy-balance") for i in range(400, 403)
+        }
+        assert found[0][3].startswith("energy-balance: demand ")
+        assert run_check(store, None, None, None, now=lambda: NOW)[0].checks[0][0] == "energy-balance"
+        load(store, region_frames(clean))
+        assert store.findings(None, None, None) == []
+    finally:
+        store.close()
+    ledger = {r["run_id"]: r for r in run_rows(db_url)}
+    assert ledger[run_id]["findings"] == 3

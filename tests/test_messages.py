@@ -212,6 +212,7 @@ def test_json_log_lines_carry_the_counts_as_fields(
         "requests": 1,
         "retries": 0,
         "throttled": 0,
+        "findings": 0,
     }
     (chunk,) = [e for e in entries if e["message"].startswith("chunk ")]
     assert (chunk["run_id"], chunk["chunk"], chunk["chunks"], chunk["rows"], chunk["inserted"]) == (

@@ -64,6 +64,11 @@ class Backend(Protocol):
         """A stored time as an aware UTC datetime."""
         ...
 
+    def epoch_seconds(self, column: str) -> str:
+        """SQL for a stored time column as integer seconds since 1970 (bulk reads: numbers, not
+        one datetime or string object per row)."""
+        ...
+
     def migration_statements(self, migration: Migration) -> tuple[str, ...]: ...
 
     def lock_migration(self, conn: Connection) -> None:

@@ -88,6 +88,9 @@ class PostgresBackend:
     def decode_time(self, value: Any) -> datetime | None:
         return None if value is None else value.astimezone(UTC)
 
+    def epoch_seconds(self, column: str) -> str:
+        return f"CAST(extract(epoch FROM {column}) AS BIGINT)"
+
     def migration_statements(self, migration: Migration) -> tuple[str, ...]:
         return migration.postgresql
 

@@ -8,7 +8,8 @@ Tables (README.md, "What gets stored" > "Tables", describes each for users):
     runs              the run ledger: command, window, counts, status, error, elapsed_s (v3)
     sources           each EIA response (or load input) gzipped, key stripped; rows point to it
     backfill_chunks   (v2) each committed backfill chunk, so a resumed backfill skips it
-    findings          (v4) what the quality screen flagged: one row per (series, hour, check)
+    findings          (v4) what the quality screen flagged: one row per (series, hour, check);
+                      (v5) also `eia-imputed`: hours whose reported value EIA imputed (bulk files)
 
 A database made by an earlier release is upgraded in place on first use (Store.migrate).
 """
@@ -225,11 +226,47 @@ _V4_POSTGRESQL = (
     f"CREATE TABLE findings (\n{_FINDINGS_COLUMNS.format(time='TIMESTAMPTZ')}\n    )",
 )
 
+# v5: an hour whose reported value EIA imputed in a six-month file is a finding (`eia-imputed`,
+# export `suspect`), not the flag `estimated`, which is left for values that are themselves
+# estimates. Earlier versions set `estimated` only there (bulkfiles.py; `load` passes a flag its
+# input file gives through, so only rows from a `bulk-file` source are migrated). They did not keep
+# EIA's imputed value: the detail says so, and reloading the file fills it in. The flag changes
+# are a reinterpretation, not EIA revising a value: no revisions (SQLite's revision trigger is
+# dropped around the UPDATE; PostgreSQL records revisions in the upsert, not by trigger).
+# the rows earlier versions flagged for EIA's imputation
+_V5_ESTIMATED = (
+    "quality_flag = 'estimated' AND source_id IN (SELECT source_id FROM sources WHERE kind = 'bulk-file')"
+)
+_V5_DETAIL = (  # an SQL literal
+    "'eia-imputed: EIA imputed this hour in its six-month file (stored as estimated before gridpulse "
+    "schema v5, which kept no imputed value); reload the file to see EIA''s imputed value here'"
+)
+
+
+def _v5(now: str) -> tuple[str, ...]:
+    """The v5 statements; `now` is the SQL for the migration time as this backend stores it."""
+    return (
+        "INSERT INTO findings (series_key, period_end_utc, check_name, detail, found_at_utc, run_id) "
+        f"SELECT series_key, period_end_utc, 'eia-imputed', {_V5_DETAIL}, {now}, NULL FROM observations "
+        f"WHERE {_V5_ESTIMATED} AND value_mwh IS NOT NULL",  # an empty reported cell is a gap
+        "UPDATE observations SET quality_flag = CASE WHEN value_mwh IS NULL THEN 'missing' ELSE 'good' END "
+        f"WHERE {_V5_ESTIMATED}",
+    )
+
+
+_V5_SQLITE = (
+    "DROP TRIGGER observations_revision",
+    *_v5("strftime('%Y-%m-%dT%H:%M:%SZ', 'now')"),
+    SQLITE_REVISION_TRIGGER,
+)
+_V5_POSTGRESQL = _v5("now()")
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "series, observations, revisions, runs, sources", _V1_SQLITE, _V1_POSTGRESQL),
     Migration(2, "backfill chunk ledger, run pid/host, revision index", _V2_SQLITE, _V2_POSTGRESQL),
     Migration(3, "run elapsed seconds", _V3_SQLITE, _V3_POSTGRESQL),
     Migration(4, "quality findings, run findings and throttled counts", _V4_SQLITE, _V4_POSTGRESQL),
+    Migration(5, "EIA-imputed hours as eia-imputed findings, not flag estimated", _V5_SQLITE, _V5_POSTGRESQL),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -72,6 +72,9 @@ class SQLiteBackend:
     def decode_time(self, value: Any) -> datetime | None:
         return None if value is None else datetime.strptime(str(value), TIME_FORMAT).replace(tzinfo=UTC)
 
+    def epoch_seconds(self, column: str) -> str:
+        return f"CAST(strftime('%s', {column}) AS INTEGER)"  # TIME_FORMAT's trailing Z is understood
+
     def migration_statements(self, migration: Migration) -> tuple[str, ...]:
         return migration.sqlite
 

@@ -321,8 +321,8 @@ class Store:
     def series_values(self, series_key: int, window: Window) -> pd.Series:
         """One series' stored values in the window (NaN where stored without one), by period_end_utc."""
         stmt = sa.text(
-            "SELECT period_end_utc, value_mwh FROM observations WHERE series_key = :k "
-            "AND period_end_utc >= :start AND period_end_utc < :end ORDER BY period_end_utc"
+            f"SELECT {self.backend.epoch_seconds('period_end_utc')}, value_mwh FROM observations "
+            "WHERE series_key = :k AND period_end_utc >= :start AND period_end_utc < :end ORDER BY period_end_utc"
         )
         params = {
             "k": series_key,
@@ -330,9 +330,11 @@ class Store:
             "end": self.encode_time(window.end),
         }
         with self.engine.connect() as conn:
-            rows = conn.execute(stmt, params).all()
-        index = pd.DatetimeIndex(pd.to_datetime([r[0] for r in rows], utc=True), name="period_end_utc")
-        return pd.Series([np.nan if r[1] is None else float(r[1]) for r in rows], index=index, dtype=float)
+            # Numbers only: the driver's own tuples, no Row objects (a year of a BA is ~150k rows).
+            rows = conn.execute(stmt, params).cursor.fetchall()
+        table = np.array(rows, dtype=float).reshape(-1, 2)  # a NULL value becomes NaN
+        index = pd.to_datetime(table[:, 0].astype(np.int64), unit="s", utc=True).rename("period_end_utc")
+        return pd.Series(table[:, 1], index=index, dtype=float)
 
     def series_names(self, keys: Sequence[int]) -> dict[int, tuple[str, str, str]]:
         """series_key -> (series_id, dataset, area) for these keys."""
@@ -353,19 +355,24 @@ class Store:
         found: pd.DataFrame,
         run_id: int | None,
         now: datetime,
+        checks: Sequence[str],
     ) -> int:
-        """Make the series' stored findings in the window exactly `found` (period_end_utc, check,
-        detail): clear those that no longer hold, keep those that still do (first found_at and
-        run), add new ones. Return how many are new."""
-        where = "series_key = :k AND period_end_utc >= :start AND period_end_utc < :end"
+        """Make the series' stored findings of these checks in the window exactly `found`
+        (period_end_utc, check, detail): clear those that no longer hold, keep those that still do
+        (first found_at and run), add new ones. Other checks' findings are not touched (each
+        check has one owner: the per-series screen, the consistency checks, bulk files). Return
+        how many are new."""
+        where = (
+            "series_key = :k AND period_end_utc >= :start AND period_end_utc < :end AND check_name IN :checks"
+        )
         params = {
             "k": series_key,
             "start": self.encode_time(window.start),
             "end": self.encode_time(window.end),
+            "checks": list(checks),
         }
-        stored = conn.execute(
-            sa.text(f"SELECT period_end_utc, check_name, detail FROM findings WHERE {where}"), params
-        )
+        select = sa.text(f"SELECT period_end_utc, check_name, detail FROM findings WHERE {where}")
+        stored = conn.execute(select.bindparams(sa.bindparam("checks", expanding=True)), params)
         # Keyed by the hour's text, formatted in bulk: a frozen feed can flag thousands of hours,
         # and parsing each stored time one by one would cost more than the screen itself.
         old = {(r[0] if isinstance(r[0], str) else format_utc(r[0]), r[1]): (r[0], r[2]) for r in stored}
@@ -417,6 +424,33 @@ class Store:
             )
         return len(added)
 
+    def finding_hours(
+        self, keys: Sequence[int], window: Window, excluding: Sequence[str]
+    ) -> dict[int, pd.DatetimeIndex]:
+        """series_key -> the hours in the window where it has a finding of a check not excluded."""
+        stmt = sa.text(
+            "SELECT series_key, period_end_utc FROM findings WHERE series_key IN :keys "
+            "AND period_end_utc >= :start AND period_end_utc < :end AND check_name NOT IN :checks"
+        ).bindparams(sa.bindparam("keys", expanding=True), sa.bindparam("checks", expanding=True))
+        params = {
+            "start": self.encode_time(window.start),
+            "end": self.encode_time(window.end),
+            "checks": list(excluding),
+        }
+        found: dict[int, list[Any]] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), 500):
+                for key, period in conn.execute(stmt, {**params, "keys": list(keys[start : start + 500])}):
+                    found.setdefault(int(key), []).append(period)
+        return {key: pd.DatetimeIndex(pd.to_datetime(hours, utc=True)) for key, hours in found.items()}
+
+    def all_series(self) -> list[tuple[int, str]]:
+        """(series_key, series_id) of every series the store knows."""
+        with self.engine.connect() as conn:
+            return [
+                (int(r[0]), r[1]) for r in conn.execute(sa.text("SELECT series_key, series_id FROM series"))
+            ]
+
     def findings(
         self, window: Window | None, bas: Sequence[str] | None, datasets: Sequence[str] | None
     ) -> list[tuple[str, datetime, str, str]]:
@@ -450,6 +484,101 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(stmt, params).all()
         return {r[0]: (int(r[2]), int(r[1])) for r in rows}
+
+    def replace_eia_imputed(
+        self,
+        conn: Connection,
+        spans: Mapping[str, tuple[pd.Timestamp, pd.Timestamp]],
+        found: pd.DataFrame,
+        run_id: int | None,
+        now: datetime,
+    ) -> int:
+        """Make the `eia-imputed` findings (hours whose reported value EIA imputed, from a six-month
+        file) of each series in its span (series_id -> first and last hour the file holds) exactly
+        `found` (series_id, period_end_utc, detail): a reloaded file replaces what it said before,
+        keeping first found_at and run of what still holds. Other checks' findings are not touched
+        (the quality screen owns those). Return how many are new."""
+        self._load_series_keys(conn, [sid for sid in spans if sid not in self._series_keys])
+        key_spans = {self._series_keys[sid]: span for sid, span in spans.items()}
+        old = self._stored_eia_imputed(conn, key_spans)
+        # keyed by the hour's text, formatted in bulk (a file can hold 100,000 imputed hours)
+        texts = period_texts(pd.to_datetime(found["period_end_utc"], utc=True))
+        new = {
+            (self._series_keys[sid], text): detail
+            for sid, text, detail in zip(
+                found["series_id"].tolist(), texts, found["detail"].tolist(), strict=True
+            )
+        }
+        return self._apply_eia_imputed(conn, old, new, run_id, now)
+
+    def _stored_eia_imputed(
+        self, conn: Connection, key_spans: Mapping[int, tuple[pd.Timestamp, pd.Timestamp]]
+    ) -> dict[tuple[int, str], tuple[Any, str]]:
+        """(series_key, hour text) -> (stored hour, detail) of the stored `eia-imputed` findings
+        inside each series' span (first and last hour)."""
+        if not key_spans:
+            return {}
+        stmt = sa.text(
+            "SELECT series_key, period_end_utc, detail FROM findings WHERE check_name = 'eia-imputed' "
+            "AND series_key IN :keys AND period_end_utc >= :start AND period_end_utc <= :end"
+        ).bindparams(sa.bindparam("keys", expanding=True))
+        texts = {
+            key: (format_utc(first.to_pydatetime()), format_utc(last.to_pydatetime()))
+            for key, (first, last) in key_spans.items()
+        }
+        bounds = {
+            "start": self.encode_time(min(first for first, _ in key_spans.values()).to_pydatetime()),
+            "end": self.encode_time(max(last for _, last in key_spans.values()).to_pydatetime()),
+        }
+        keys = list(key_spans)
+        old: dict[tuple[int, str], tuple[Any, str]] = {}
+        for start in range(0, len(keys), 500):
+            for key, period, detail in conn.execute(stmt, {**bounds, "keys": keys[start : start + 500]}):
+                text = period if isinstance(period, str) else format_utc(period)
+                first, last = texts[int(key)]
+                if first <= text <= last:  # the one time format sorts as text
+                    old[(int(key), text)] = (period, detail)
+        return old
+
+    def _apply_eia_imputed(
+        self,
+        conn: Connection,
+        old: Mapping[tuple[int, str], tuple[Any, str]],
+        new: Mapping[tuple[int, str], str],
+        run_id: int | None,
+        now: datetime,
+    ) -> int:
+        """Delete, re-word and add `eia-imputed` findings so `old` becomes `new`; return how many are new."""
+        where = "series_key = :k AND period_end_utc = :p AND check_name = 'eia-imputed'"
+        gone = [{"k": key[0], "p": old[key][0]} for key in old.keys() - new.keys()]
+        if gone:
+            conn.execute(sa.text(f"DELETE FROM findings WHERE {where}"), gone)
+        changed = [
+            {"k": key[0], "p": old[key][0], "d": new[key]}
+            for key in old.keys() & new.keys()
+            if old[key][1] != new[key]
+        ]
+        if changed:
+            conn.execute(sa.text(f"UPDATE findings SET detail = :d WHERE {where}"), changed)
+        added = [
+            {
+                "k": key[0],
+                "p": self.encode_time(datetime.fromisoformat(key[1])),
+                "d": new[key],
+                "t": self.encode_time(now),
+                "r": run_id,
+            }
+            for key in new.keys() - old.keys()
+        ]
+        if added:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO findings (series_key, period_end_utc, check_name, detail, found_at_utc, run_id) "
+                    "VALUES (:k, :p, 'eia-imputed', :d, :t, :r)"
+                ),
+                added,
+            )
+        return len(added)
 
     # ---- reads ----------------------------------------------------------------------------------
 
