@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 CONTEXT = timedelta(days=14)  # read around the screened hours: the local screen looks +/-10 days
 BASELINE_CONTEXT = timedelta(days=4)  # the consistency checks' usual residual: a week, centred
 WRITTEN_MARGIN = timedelta(days=1)  # after a run, re-screen this far around the hours it wrote
+STEP_HOURS = 21 * 24  # during a run, screen a BA once it has three weeks written (RunScreen)
 # When an hour has several findings, the one `check --json` names first (the most specific):
 # EIA's own verdict, then the series' own checks, then the cross-series ones.
 CHECK_ORDER = ("eia-imputed", *SERIES_CHECKS, *CONSISTENCY_CHECKS)
@@ -222,27 +223,72 @@ def stored_targets(
     return targets
 
 
-def written_targets(store: Store) -> list[Target]:
-    """The hours the store wrote since its `written` record was last cleared (a run's hours)."""
-    names = store.series_names(list(store.written))
+def written_targets(store: Store, keys: Iterable[int] | None = None) -> list[Target]:
+    """The hours the store wrote since its `written` record was last cleared (a run's hours), of
+    these series (default: all), each with a day either side: a new neighbour can make or unmake
+    a spike there."""
+    chosen = sorted(store.written if keys is None else keys)
+    names = store.series_names(chosen)
     targets = []
-    for key, (first, last) in sorted(store.written.items()):
-        if key in names:  # a day either side: a new neighbour can make or unmake a spike there
+    for key in chosen:
+        if key in names and key in store.written:
+            first, last = store.written[key]
             start = pd.Timestamp(first).to_pydatetime() - WRITTEN_MARGIN
             window = Window(start, pd.Timestamp(last).to_pydatetime() + HOUR + WRITTEN_MARGIN)
             targets.append(Target(key, names[key][0], window))
     return targets
 
 
-def screen_written(store: Store, run_id: int | None, now: datetime) -> int:
-    """The post-run screen: the hours this run wrote; return the new findings (for the ledger)."""
-    targets = written_targets(store)
-    store.written.clear()
-    if not targets:
-        return 0
-    new = screen_targets(store, targets, run_id, now)
-    log.debug("run %s: screened %d series, %d new findings", run_id, len(targets), new)
-    return new
+class RunScreen:
+    """The screen of the hours one writing run writes, done BA by BA while the run waits for EIA
+    (`step`) and finished when it ends (`finish`), so a long backfill does not pay for screening
+    a year of data after its last request.
+
+    A step takes a BA once one of its series has STEP_HOURS written and not yet screened, screens
+    those hours (with the usual context and a day's margin) and forgets them; hours written after
+    are screened by a later step or by `finish`.
+    """
+
+    def __init__(self, store: Store, run_id: int | None, now: Callable[[], datetime]) -> None:
+        self.store, self.run_id, self.now = store, run_id, now
+        self.found = 0
+        self._areas: dict[int, str] = {}  # series_key -> BA, learnt as series are written
+
+    def step(self, stop: Event | None = None) -> bool:
+        """Screen the BA with the longest unscreened written stretch, if it is long enough;
+        return whether one was screened."""
+        longest: dict[str, float] = {}
+        for key, area in self._area_of(list(self.store.written)).items():
+            first, last = self.store.written[key]
+            hours = (pd.Timestamp(last) - pd.Timestamp(first)) / pd.Timedelta(HOUR)
+            longest[area] = max(longest.get(area, 0.0), hours)
+        ready = [area for area, hours in longest.items() if hours >= STEP_HOURS]
+        if not ready:
+            return False
+        area = max(ready, key=lambda a: longest[a])
+        self._screen([k for k, a in self._areas.items() if a == area and k in self.store.written], stop)
+        return True
+
+    def finish(self) -> int:
+        """Screen every written hour not screened yet; return the run's new findings."""
+        self._screen(list(self.store.written), None)
+        return self.found
+
+    def _screen(self, keys: list[int], stop: Event | None) -> None:
+        targets = written_targets(self.store, keys)
+        for key in keys:
+            self.store.written.pop(key, None)
+        if targets:
+            new = screen_targets(self.store, targets, self.run_id, self.now(), stop)
+            self.found += new
+            log.debug("run %s: screened %d series, %d new findings", self.run_id, len(targets), new)
+
+    def _area_of(self, keys: list[int]) -> dict[int, str]:
+        unknown = [k for k in keys if k not in self._areas]
+        if unknown:
+            for key, (series_id, _dataset, _area) in self.store.series_names(unknown).items():
+                self._areas[key] = parse_series_id(series_id).area
+        return {k: self._areas[k] for k in keys if k in self._areas}
 
 
 def run_check(

@@ -23,6 +23,7 @@ from gridpulse_cli.text import plural, short_time
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
+    from gridpulse_cli.check import RunScreen
     from gridpulse_cli.db import Store
     from gridpulse_cli.windows import Window
 
@@ -43,8 +44,10 @@ class RunReport:
     retries: int = 0
     elapsed: float = 0.0
     status: str = "ok"
-    findings: int = 0  # new quality findings in the hours the run wrote (check.screen_written)
+    findings: int = 0  # new quality findings in the hours the run wrote (check.RunScreen)
     throttled: int = 0  # requests EIA answered 429 / OVER_RATE_LIMIT (each retried)
+    # The quality screen of the hours the run writes: the engine steps it while it waits for EIA.
+    screen: RunScreen | None = field(default=None, repr=False, compare=False)
 
     def summary(self) -> str:
         c = self.counts
@@ -207,7 +210,8 @@ def recorded_run(
     stop = stop or StopSignal()  # a private one nobody signals: library callers and tests
     with stop.polling() as requested:
         report = RunReport(run_id=start_run(store, command, window, bas, datasets, now()))
-        store.written.clear()  # from here on: the hours this run writes, screened when it ends
+        store.written.clear()  # from here on: the hours this run writes, screened as it goes and at its end
+        report.screen = _run_screen(store, report, now)
         started = time.monotonic()
         try:
             yield report, requested
@@ -221,20 +225,26 @@ def recorded_run(
             if isinstance(exc, KeyboardInterrupt):
                 raise Interrupted(message) from None
             raise
-        report.findings += _screen_written(store, report, now())
+        report.findings += _screen_written(report)
         report.elapsed = time.monotonic() - started
         record_finish(store, report, now())
         stop.finish()
 
 
-def _screen_written(store: Store, report: RunReport, now: datetime) -> int:
-    """The quality screen over the hours the run wrote (signals only set the stop event here).
-    A failure does not fail the run, whose data is committed: it is logged, and `gridpulse
-    check` redoes it."""
-    from gridpulse_cli.check import screen_written
+def _run_screen(store: Store, report: RunReport, now: Callable[[], datetime]) -> RunScreen:
+    from gridpulse_cli.check import RunScreen  # check imports this module
 
+    return RunScreen(store, report.run_id, now)
+
+
+def _screen_written(report: RunReport) -> int:
+    """The rest of the quality screen over the hours the run wrote (signals only set the stop
+    event here); the run's new findings. A failure does not fail the run, whose data is
+    committed: it is logged, and `gridpulse check` redoes it."""
+    if report.screen is None:
+        return 0
     try:
-        return screen_written(store, report.run_id, now)
+        return report.screen.finish()
     except GridpulseError as exc:
         log.warning(
             "run %s: the quality screen failed (%s); run `gridpulse check` to redo it", report.run_id, exc

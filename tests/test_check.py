@@ -210,3 +210,31 @@ def test_consistency_findings_are_stored_on_the_series_at_fault_and_cleared(db_u
         store.close()
     ledger = {r["run_id"]: r for r in run_rows(db_url)}
     assert ledger[run_id]["findings"] == 3
+
+
+def test_a_run_screens_in_steps_while_it_writes_and_finds_the_same(db_url: str) -> None:
+    """RunScreen.step screens a BA once three weeks are written (a long backfill waiting for EIA);
+    finish screens the rest. Findings are those of screening everything at the end."""
+    values, injected = inject(demand(days=70))
+    frame = frame_of(values)
+    store = Store.open(db_url)
+    steps = []
+    try:
+        ledgered = recorded_run(store, "load test", None, [], [], lambda: NOW, None, lambda _: "interrupted")
+        with ledgered as (report, _):
+            assert report.screen is not None
+            for part in range(0, len(frame), 10 * 24):  # ten days per commit
+                with store.transaction() as conn:
+                    report.counts += store.upsert(conn, frame.iloc[part : part + 240], report.run_id, NOW)
+                steps.append(report.screen.step())
+        stepped = {(p, c) for _, p, c, _ in store.findings(None, None, None)}
+    finally:
+        store.close()
+    assert steps.count(True) == 2  # after 30 and 60 days; the last ten are left to finish
+    assert injected_hours(values, injected) <= {format_utc(p) for p, _ in stepped}
+    whole = Store.open(db_url)
+    try:  # the same hours screened in one go find the same
+        run_check(whole, None, None, None, now=lambda: NOW)
+        assert {(p, c) for _, p, c, _ in whole.findings(None, None, None)} == stepped
+    finally:
+        whole.close()

@@ -46,7 +46,7 @@ class Store:
         self.backend = backend
         self._series_keys: dict[str, int] = {}
         # (first, last) hour each series_key was written in since the last clear: the hours a run
-        # wrote, which the quality screen re-screens after it (check.screen_written)
+        # wrote, which the quality screen re-screens after it (check.RunScreen)
         self.written: dict[int, tuple[pd.Timestamp, pd.Timestamp]] = {}
 
     # ---- opening and migrating -------------------------------------------------------------
@@ -384,25 +384,11 @@ class Store:
             )
         }
         gone = [{"k": series_key, "p": old[key][0], "c": key[1]} for key in old.keys() - new.keys()]
-        if gone:
-            conn.execute(
-                sa.text(
-                    "DELETE FROM findings WHERE series_key = :k AND period_end_utc = :p AND check_name = :c"
-                ),
-                gone,
-            )
         changed = [
             {"k": series_key, "p": old[key][0], "c": key[1], "d": new[key][1]}
             for key in old.keys() & new.keys()
             if old[key][1] != new[key][1]
         ]
-        if changed:
-            conn.execute(
-                sa.text(
-                    "UPDATE findings SET detail = :d WHERE series_key = :k AND period_end_utc = :p AND check_name = :c"
-                ),
-                changed,
-            )
         added = [
             {
                 "k": series_key,
@@ -414,14 +400,7 @@ class Store:
             }
             for key in new.keys() - old.keys()
         ]
-        if added:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO findings (series_key, period_end_utc, check_name, detail, found_at_utc, run_id) "
-                    "VALUES (:k, :p, :c, :d, :t, :r)"
-                ),
-                added,
-            )
+        write_findings(conn, gone, changed, added)
         return len(added)
 
     def finding_hours(
@@ -549,35 +528,25 @@ class Store:
         now: datetime,
     ) -> int:
         """Delete, re-word and add `eia-imputed` findings so `old` becomes `new`; return how many are new."""
-        where = "series_key = :k AND period_end_utc = :p AND check_name = 'eia-imputed'"
-        gone = [{"k": key[0], "p": old[key][0]} for key in old.keys() - new.keys()]
-        if gone:
-            conn.execute(sa.text(f"DELETE FROM findings WHERE {where}"), gone)
+        check = "eia-imputed"
+        gone = [{"k": key[0], "p": old[key][0], "c": check} for key in old.keys() - new.keys()]
         changed = [
-            {"k": key[0], "p": old[key][0], "d": new[key]}
+            {"k": key[0], "p": old[key][0], "c": check, "d": new[key]}
             for key in old.keys() & new.keys()
             if old[key][1] != new[key]
         ]
-        if changed:
-            conn.execute(sa.text(f"UPDATE findings SET detail = :d WHERE {where}"), changed)
         added = [
             {
                 "k": key[0],
                 "p": self.encode_time(datetime.fromisoformat(key[1])),
+                "c": check,
                 "d": new[key],
                 "t": self.encode_time(now),
                 "r": run_id,
             }
             for key in new.keys() - old.keys()
         ]
-        if added:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO findings (series_key, period_end_utc, check_name, detail, found_at_utc, run_id) "
-                    "VALUES (:k, :p, 'eia-imputed', :d, :t, :r)"
-                ),
-                added,
-            )
+        write_findings(conn, gone, changed, added)
         return len(added)
 
     # ---- reads ----------------------------------------------------------------------------------
@@ -621,17 +590,23 @@ class Store:
     def series_spans(self, bas: Sequence[str] | None, datasets: Sequence[str] | None) -> list[SeriesSpanRow]:
         """(series_key, series_id, dataset, area, first hour, last hour) of each stored series, by series_id."""
         params: dict[str, Any] = {}
+        # One index probe per end and series, not an aggregate over every observation.
+        first, last = (
+            f"(SELECT {end}(o.period_end_utc) FROM observations o WHERE o.series_key = s.series_key)"
+            for end in ("min", "max")
+        )
         stmt = _series_query(
-            "SELECT s.series_key, s.series_id, s.dataset, s.area, min(o.period_end_utc), max(o.period_end_utc) "
-            "FROM series s JOIN observations o ON o.series_key = s.series_key WHERE 1 = 1",
+            f"SELECT s.series_key, s.series_id, s.dataset, s.area, {first}, {last} FROM series s WHERE 1 = 1",
             params,
             bas,
             datasets,
-            " GROUP BY s.series_key, s.series_id, s.dataset, s.area ORDER BY s.series_id",
+            " ORDER BY s.series_id",
         )
         with self.engine.connect() as conn:
             rows = conn.execute(stmt, params).all()
-        return [(int(r[0]), r[1], r[2], r[3], self._utc(r[4]), self._utc(r[5])) for r in rows]
+        return [
+            (int(r[0]), r[1], r[2], r[3], self._utc(r[4]), self._utc(r[5])) for r in rows if r[4] is not None
+        ]
 
     def iter_stored_hours(
         self, wanted: Sequence[tuple[int, Window]]
@@ -787,6 +762,41 @@ _EXPORTED_FLAG = (
     "CASE WHEN o.value_mwh IS NOT NULL AND EXISTS (SELECT 1 FROM findings f WHERE f.series_key = o.series_key "
     "AND f.period_end_utc = o.period_end_utc) THEN 'suspect' ELSE o.quality_flag END"
 )
+
+
+_FINDINGS = sa.table(
+    "findings",
+    *(
+        sa.column(c)
+        for c in ("series_key", "period_end_utc", "check_name", "detail", "found_at_utc", "run_id")
+    ),
+)
+_FINDING_KEY = "series_key = :k AND period_end_utc = :p AND check_name = :c"
+
+
+def write_findings(
+    conn: Connection, gone: list[dict[str, Any]], changed: list[dict[str, Any]], added: list[dict[str, Any]]
+) -> None:
+    """Delete, re-word and add findings (k series_key, p stored hour, c check, d detail, t found
+    at, r run). Added rows go in as multi-row INSERTs (SQLAlchemy's insertmanyvalues): psycopg2's
+    executemany would send a six-month file's 100,000 `eia-imputed` findings one by one."""
+    if gone:
+        conn.execute(sa.text(f"DELETE FROM findings WHERE {_FINDING_KEY}"), gone)
+    if changed:
+        conn.execute(sa.text(f"UPDATE findings SET detail = :d WHERE {_FINDING_KEY}"), changed)
+    if added:
+        rows = [
+            {
+                "series_key": a["k"],
+                "period_end_utc": a["p"],
+                "check_name": a["c"],
+                "detail": a["d"],
+                "found_at_utc": a["t"],
+                "run_id": a["r"],
+            }
+            for a in added
+        ]
+        conn.execute(sa.insert(_FINDINGS), rows)
 
 
 def _series_query(
