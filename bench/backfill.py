@@ -162,7 +162,8 @@ def limited_all_bas_month() -> dict[str, Any]:
 def run_cli_backfill(
     stub: EIAStub, db_url: str, start: str, end: str, rps: int, workers: int = 4
 ) -> dict[str, Any]:
-    """`gridpulse backfill` in a fresh child process; returns elapsed, exit code, peak RSS."""
+    """`gridpulse backfill` in a fresh child process; returns elapsed, exit code, peak RSS, and
+    where the wall time went, from the stub's arrival times (one clock: CLOCK_MONOTONIC)."""
     env = {
         "EIA_API_KEY": KEY,
         "GRIDPULSE_EIA_URL": stub.url,
@@ -170,26 +171,20 @@ def run_cli_backfill(
         "GRIDPULSE_MAX_RPS": str(rps),
         "GRIDPULSE_MAX_REQUESTS_PER_HOUR": "1000000",
     }
-    run = run_gridpulse(
-        [
-            "backfill",
-            "--ba",
-            ",".join(MVP_BAS),
-            "--dataset",
-            DATASETS,
-            "--from",
-            start,
-            "--to",
-            end,
-            "--workers",
-            str(workers),
-        ],
-        env,
-    )
+    args = ["backfill", "--ba", ",".join(MVP_BAS), "--dataset", DATASETS, "--from", start, "--to", end]
+    spawned = time.monotonic()
+    run = run_gridpulse([*args, "--workers", str(workers)], env)
+    exited = time.monotonic()
+    arrivals = [r.arrived for r in stub.requests if r.route]
     return {
         "seconds": round(run.seconds, 1),
         "peak_rss_mb": round(run.peak_rss_mb),
         "summary": run.stderr.strip().splitlines()[-2],
+        "phases": {  # process start to first request; first to last request; last request to exit
+            "start": round(min(arrivals) - spawned, 2),
+            "requests": round(max(arrivals) - min(arrivals), 2),
+            "after": round(exited - max(arrivals), 2),
+        },
     }
 
 
@@ -269,32 +264,46 @@ def naive_backfill(stub: EIAStub, db_url: str, start: str, end: str) -> dict[str
     }
 
 
+LIMITED_RUNS = 3
+
+
+def limited_year(workdir: Path) -> dict[str, Any]:
+    """The one-year five-BA CLI backfill from the strict stub (300 ms latency, 429 above 5
+    arrivals in any second) into a fresh PostgreSQL database."""
+    with EIAStub(api_key=KEY, latency=0.3, max_per_second=5) as stub:
+        rows = serve_year(stub)
+        db = fresh_database("postgresql", "gridpulse_bench_backfill", workdir)
+        run = run_cli_backfill(stub, db, "2023-01-01T01", "2024-01-01T01", rps=5)
+        stats = request_stats(stub)
+        year_window = Window(datetime(2023, 1, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, 1, tzinfo=UTC))
+        return {
+            **run,
+            **stats,
+            "rows_served": rows,
+            "rows_stored": stored_rows(db),
+            "bound_seconds": round(1.15 * stats["requests"] / 5, 1),
+            "minimum": sum(full_page_minimum(stub, MVP_BAS, year_window).values()),
+        }
+
+
 def main() -> None:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        # 1. EIA's limits: 300 ms latency, 5 requests/second enforced by the stub.
-        with EIAStub(api_key=KEY, latency=0.3, max_per_second=5) as stub:
-            rows = serve_year(stub)
-            db = fresh_database("postgresql", "gridpulse_bench_backfill", workdir)
-            run = run_cli_backfill(stub, db, "2023-01-01T01", "2024-01-01T01", rps=5)
-            stats = request_stats(stub)
-            year_window = Window(datetime(2023, 1, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, 1, tzinfo=UTC))
-            results["limited"] = {
-                **run,
-                **stats,
-                "rows_served": rows,
-                "rows_stored": stored_rows(db),
-                "bound_seconds": round(1.15 * stats["requests"] / 5, 1),
-                "minimum": sum(full_page_minimum(stub, MVP_BAS, year_window).values()),
-            }
-            print(json.dumps({"limited": results["limited"]}), flush=True)
+        # 1. EIA's limits: 300 ms latency, 5 requests/second enforced by the stub; several runs, as
+        # a rare 429 or a slow run shows only across runs.
+        runs = [limited_year(workdir) for _ in range(LIMITED_RUNS)]
+        results["limited"] = {
+            **sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2],  # the median run
+            "runs": [{k: r[k] for k in ("seconds", "requests", "status_429", "phases")} for r in runs],
+        }
+        print(json.dumps({"limited": results["limited"]}), flush=True)
         # 1b. `--ba all` for a month under the same limits; the limiter's stamp against the arrival.
         results["all_bas"] = limited_all_bas_month()
         print(json.dumps({"all_bas": results["all_bas"]}), flush=True)
         # 2. No latency, no rate limit: end-to-end throughput; one month vs one year for RSS.
         with EIAStub(api_key=KEY) as stub:
-            rows = serve_year(stub)
+            serve_year(stub)
             db = fresh_database("postgresql", "gridpulse_bench_backfill", workdir)
             month = run_cli_backfill(stub, db, "2023-01-01T01", "2023-02-01T01", rps=1000)
             db = fresh_database("postgresql", "gridpulse_bench_backfill", workdir)

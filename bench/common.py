@@ -61,12 +61,14 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, Python {sys.version.split()[0]}"
 
 
-# Runs the real CLI and prints its peak RSS at exit. VmHWM, not ru_maxrss: ru_maxrss survives exec
-# and would report the benchmark harness's own peak.
+# Runs the real CLI as the `gridpulse` executable does (gridpulse_cli.entry: it ends with os._exit,
+# skipping the interpreter's teardown) and prints its peak RSS on the way out. VmHWM, not
+# ru_maxrss: ru_maxrss survives exec and would report the benchmark harness's own peak.
 _CHILD = (
-    "import sys, atexit; from gridpulse_cli.cli import main; sys.argv = ['gridpulse'] + sys.argv[1:]; "
+    "import os, sys; from gridpulse_cli import entry; sys.argv = ['gridpulse'] + sys.argv[1:]; "
     "hwm = lambda: next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')); "
-    "atexit.register(lambda: print('PEAK_RSS_KB', hwm(), file=sys.stderr)); main()"
+    "os._exit = lambda code, _exit=os._exit: (print('PEAK_RSS_KB', hwm(), file=sys.stderr, flush=True), "
+    "_exit(code)); entry.main()"
 )
 
 

@@ -9,7 +9,6 @@ whole, process start included: per-series screens, consistency checks, findings 
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,8 +75,7 @@ def main() -> None:
                     "peak_rss_mb": round(first.peak_rss_mb),
                 }
             )
-            print(json.dumps(results[-1]), file=sys.stderr)
-    print(json.dumps(results))
+            print(json.dumps(results[-1]), flush=True)
 
 
 if __name__ == "__main__":

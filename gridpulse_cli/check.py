@@ -102,10 +102,12 @@ def screen_targets(
     index = SeriesIndex(store.all_series())
     new = 0
     for area, area_targets in _by_area(targets).items():
-        cache = ValueCache(store)
-        new += _screen_series(store, area_targets, cache, run_id, now, stop)
         span = Window(min(t.window.start for t in area_targets), max(t.window.end for t in area_targets))
-        new += screen_consistency(store, index.of_area(area), span, cache, run_id, now)
+        ba = index.of_area(area)
+        cache = ValueCache(store)  # the BA's series in one read: a query per series costs more
+        cache.prefetch([t.series_key for t in area_targets] + ba.member_keys(), span.widened(CONTEXT))
+        new += _screen_series(store, area_targets, cache, run_id, now, stop)
+        new += screen_consistency(store, ba, span, cache, run_id, now)
     return new
 
 
@@ -132,7 +134,7 @@ def _screen_series(
         values = cache.values(target.series_key, target.window.widened(CONTEXT))
         key = parse_series_id(target.series_id)
         found = screen_series(values, key.dataset, key.counterpart)
-        results.append((target, found[_inside(found, target.window)]))
+        results.append((target, _inside(found, target.window)))
     with store.transaction() as conn:
         return sum(
             store.replace_findings(conn, t.series_key, t.window, found, run_id, now, SERIES_CHECKS)
@@ -140,8 +142,10 @@ def _screen_series(
         )
 
 
-def _inside(found: pd.DataFrame, window: Window) -> pd.Series:
-    return (found["period_end_utc"] >= window.start) & (found["period_end_utc"] < window.end)
+def _inside(found: pd.DataFrame, window: Window) -> pd.DataFrame:
+    if found.empty:  # the usual case, and comparing an empty object column is not free
+        return found
+    return found[(found["period_end_utc"] >= window.start) & (found["period_end_utc"] < window.end)]
 
 
 class ValueCache:
@@ -150,6 +154,10 @@ class ValueCache:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._held: dict[int, tuple[Window, pd.Series]] = {}
+
+    def prefetch(self, keys: Sequence[int], window: Window) -> None:
+        for key, values in self.store.series_values_many(sorted(set(keys)), window).items():
+            self._held[key] = (window, values)
 
     def values(self, key: int, window: Window) -> pd.Series:
         held = self._held.get(key)
@@ -202,9 +210,7 @@ def screen_consistency(
     found = check_ba(ba, values, explained)
     with store.transaction() as conn:
         return sum(
-            store.replace_findings(
-                conn, key, span, frame[_inside(frame, span)], run_id, now, CONSISTENCY_CHECKS
-            )
+            store.replace_findings(conn, key, span, _inside(frame, span), run_id, now, CONSISTENCY_CHECKS)
             for key, frame in found.items()
         )
 
@@ -276,12 +282,12 @@ class RunScreen:
 
     def _screen(self, keys: list[int], stop: Event | None) -> None:
         targets = written_targets(self.store, keys)
-        for key in keys:
-            self.store.written.pop(key, None)
         if targets:
             new = screen_targets(self.store, targets, self.run_id, self.now(), stop)
             self.found += new
             log.debug("run %s: screened %d series, %d new findings", self.run_id, len(targets), new)
+        for key in keys:  # only once screened: a failed step leaves its hours to `finish`
+            self.store.written.pop(key, None)
 
     def _area_of(self, keys: list[int]) -> dict[int, str]:
         unknown = [k for k in keys if k not in self._areas]

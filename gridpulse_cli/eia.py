@@ -58,17 +58,28 @@ _NETWORK_REASONS = (
 _URL_IN_ERROR = re.compile(r"with url: \S+ ?")
 MAX_WINDOW_RESTARTS = 3
 MAX_BACKOFF_SECONDS = 60.0
+# The limiter's window beyond one second: covers the spread between our stamp and the server's
+# arrival of evenly spaced requests (docs/benchmarks.md); rarer outliers are what the 429
+# handling is for.
+MARGIN = 0.03
 
 
 class RateLimiter:
-    """Never more than `per_second` request starts in any sliding window of `second` seconds.
+    """Never more than `per_second` request starts in any sliding window of `second` seconds,
+    and those starts spaced evenly: one per `second / per_second` seconds.
 
-    A sliding log, not a token bucket: a bucket refilled at 5/s lets a burst of 5 follow a
-    burst of 5 within one second, which is what EIA's guidance forbids. `per_hour` caps the
-    hourly volume the same way. Thread-safe; one instance is shared by all workers, so when the
-    server says "too many" (`throttled`), every worker slows down: the window widens by a
-    quarter (up to MAX_WINDOW seconds), nobody starts before a `Retry-After` has passed, and each
-    `recovery` seconds without another 429 narrows the window a quarter of the way back.
+    Spaced, not in bursts: five starts at once reach the server as a clump, and the clump's
+    spread (the server's queueing, our threads contending) decides whether a sixth lands inside
+    one second; spaced starts arrive one at a time, so the margin need only cover one request's
+    jitter (docs/benchmarks.md). The spacing follows a schedule, not the latest stamp: a worker
+    that wakes a few milliseconds late does not push every later start back, up to half a
+    spacing (the sliding window still holds). A token bucket would be worse: refilled at 5/s it
+    lets a burst of 5 follow a burst of 5 within one second, which EIA's guidance forbids.
+    `per_hour` caps the hourly volume the same way. Thread-safe; one instance is shared by all
+    workers, so when the server says "too many" (`throttled`), every worker slows down: the
+    window (and the spacing) widens by a quarter (up to MAX_WINDOW seconds), nobody starts
+    before a `Retry-After` has passed, and each `recovery` seconds without another 429 narrows
+    the window a quarter of the way back.
     """
 
     MAX_WINDOW = 4.0
@@ -78,19 +89,20 @@ class RateLimiter:
         per_second: int = 5,
         per_hour: int = 9000,
         *,
-        margin: float = 0.10,
+        margin: float = MARGIN,
         recovery: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.per_second, self.per_hour = per_second, per_hour
-        # The margin absorbs the jitter between our stamp and EIA's arrival (docs/benchmarks.md).
         self.base_second = self.second = 1.0 + margin
         self.recovery = recovery
         self._clock, self._sleep = clock, sleep
         self._recent: deque[float] = deque()
         self._hourly: deque[float] = deque()
+        self._next = -math.inf  # the next start's slot in the even spacing
         self._not_before = 0.0  # no start before this (Retry-After)
+        self._waiting = 0
         self._last_throttle = self._last_widened = -math.inf
         self._lock = threading.Lock()
 
@@ -113,39 +125,66 @@ class RateLimiter:
             self.second = max(self.base_second, self.second - (self.second - self.base_second) / 4 - 0.001)
             self._last_throttle += self.recovery
 
+    @property
+    def spacing(self) -> float:
+        return self.second / self.per_second
+
     def _wait(self, now: float) -> float:
         """Seconds until one more start is allowed (0: now); expires old starts (under the lock)."""
         self._recover(now)
-        # The same expressions decide expiry and the wait, so sleeping exactly the wait
-        # always expires the oldest start (no float disagreement between the two).
+        # The same expressions decide expiry and the wait, so sleeping exactly the wait always
+        # expires the oldest start (no float disagreement between the two).
         while self._recent and self._recent[0] + self.second <= now:
             self._recent.popleft()
         while self._hourly and self._hourly[0] + 3600.0 <= now:
             self._hourly.popleft()
-        wait = self._not_before - now
+        wait = max(self._not_before - now, self._next - now)
         if len(self._recent) >= self.per_second:
             wait = max(wait, self._recent[0] + self.second - now)
         if len(self._hourly) >= self.per_hour:
             wait = max(wait, self._hourly[0] + 3600.0 - now)
         return wait
 
+    def _start(self, now: float, asked: float) -> None:
+        """Record a start at `now` by a caller waiting since `asked` (under the lock).
+
+        The start fills the slot it waited for (its turn in the spacing, the end of a Retry-After,
+        or the moment it asked if nobody was waiting); the next slot is one spacing later.
+        Lateness up to half a spacing (a thread woken late) is not passed on; more is, so a long
+        wait (the hourly cap, the sliding window) resumes the spacing from here, never in a burst.
+        """
+        slot = max(self._next, asked, self._not_before, now - self.spacing / 2)
+        self._next = slot + self.spacing
+        self._recent.append(now)
+        self._hourly.append(now)
+
     def acquire(self, cancel: threading.Event | None = None) -> float:
         """Block until one more request may start, record it and return its stamp (Cancelled if
         `cancel` is set)."""
+        asked = self._clock()
         while True:
             with self._lock:
                 now = self._clock()
                 wait = self._wait(now)
                 if wait <= 0:
-                    self._recent.append(now)
-                    self._hourly.append(now)
+                    self._start(now, asked)
                     return now
+                self._waiting += 1
             if wait > 60:
                 log.warning("hourly request cap of %d reached; waiting %.0f s", self.per_hour, wait)
-            if cancel is None:
-                self._sleep(wait)
-            else:
-                wait_or_cancel(wait, cancel)
+            try:
+                if cancel is None:
+                    self._sleep(wait)
+                else:
+                    wait_or_cancel(wait, cancel)
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+
+    @property
+    def waiting(self) -> int:
+        """How many callers are waiting for a start: the limit, not the work, sets the pace."""
+        return self._waiting
 
 
 @dataclass
@@ -244,18 +283,34 @@ def _retry_after(value: str | None) -> float | None:
 def _stamped_pool(
     base: type[HTTPConnectionPool], before_send: Callable[[str], None]
 ) -> type[HTTPConnectionPool]:
-    """A connection pool that connects first and calls `before_send` right before the request
-    leaves, so the rate limiter stamps the send, not the moment a worker asked."""
+    """A connection pool that connects first and calls `before_send` as the request's first
+    bytes go to the socket, so the rate limiter stamps the send, not the moment a worker asked.
+
+    The slot is taken inside the connection's `send`, a few bytecodes before the system call:
+    taken any earlier, a thread holding the stamp can lose the GIL to a busy thread (a commit,
+    the quality screen) for tens of milliseconds before its request leaves, and that spread is
+    what the limiter's margin must cover (docs/benchmarks.md).
+    """
+    connection: Any = base.ConnectionCls  # typed as a protocol; a class with http.client's send
+
+    def send(self: Any, data: Any) -> None:
+        url = self.__dict__.pop("_gridpulse_slot", None)  # armed below, once per request
+        if url is not None:
+            before_send(url)
+        connection.send(self, data)
 
     def _make_request(self: HTTPConnectionPool, conn: Any, method: str, url: str, **kwargs: Any) -> Any:
         if getattr(conn, "sock", True) is None:  # a new connection: set it up outside the slot
             timeout = self._get_timeout(kwargs.get("timeout", Timeout.DEFAULT_TIMEOUT))
             conn.timeout = Timeout.resolve_default_timeout(timeout.connect_timeout)
             conn.connect()
-        before_send(url)
+        conn._gridpulse_slot = url
         return base._make_request(self, conn, method, url, **kwargs)
 
-    return type(f"Stamped{base.__name__}", (base,), {"_make_request": _make_request})
+    stamped = type(f"Stamped{connection.__name__}", (connection,), {"send": send})
+    return type(
+        f"Stamped{base.__name__}", (base,), {"_make_request": _make_request, "ConnectionCls": stamped}
+    )
 
 
 class StampingAdapter(HTTPAdapter):

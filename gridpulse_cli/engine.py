@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from gridpulse_cli.db import LoadCounts, Store
+from gridpulse_cli.errors import GridpulseError
 from gridpulse_cli.ledger import RunReport, add_run_progress, recorded_run
 from gridpulse_cli.normalize import normalize_rows
 from gridpulse_cli.planner import Chunk
@@ -42,6 +43,10 @@ POLL_SECONDS = 0.2
 # How long a stopping run waits for its fetch threads; only one stuck in a network read can
 # take longer, and fetch threads never touch the database.
 JOIN_SECONDS = 5.0
+# Chunks fetched or waiting to commit, per worker: enough that the workers keep the rate limit
+# busy through a long commit or screen step (a second or so at 5 requests/s), few enough that
+# memory does not grow with the plan (a prepared chunk is its frame and gzipped body, ~1 MB).
+IN_FLIGHT = 3
 
 # A chunk's ledger key (chunk key, plan key): marks it committed for resumable backfills.
 LedgerKey = Callable[[Chunk], tuple[str, str]]
@@ -68,9 +73,14 @@ def iter_raw_rows(client: EIAClient, chunks: Sequence[Chunk]) -> Iterator[dict[s
 
 @dataclass(frozen=True)
 class PreparedPage:
-    """A page ready to commit: its observations, and its body gzipped for the archive."""
+    """A page ready to commit: its observations, its body gzipped for the archive, and what the
+    archive records of the request. Not the parsed rows: a page's dicts are ~10x its frame, and
+    prepared pages wait for the writer."""
 
-    page: Page
+    route: str
+    params: dict[str, Any]
+    fetched_at: datetime
+    rows: int
     observations: pd.DataFrame
     body_gzip: bytes
     sha256: str
@@ -84,7 +94,10 @@ def prepare_pages(pages: Sequence[Page], warned_fuels: set[str]) -> list[Prepare
         body = page.archive_bytes()
         prepared.append(
             PreparedPage(
-                page,
+                page.route,
+                page.params,
+                page.fetched_at,
+                len(page.rows),
                 normalize_rows(page.rows, warned_fuels, kind=page.route),
                 gzip.compress(body, compresslevel=1, mtime=0),  # level 1: ~6x faster than 6, ~10% larger
                 hashlib.sha256(body).hexdigest(),
@@ -118,21 +131,20 @@ def commit_chunks(
         parts, sources, fetched = [], [], 0
         for pages, ledger_key in chunks:
             if ledger_key is not None:
-                rows = sum(len(p.page.rows) for p in pages)
+                rows = sum(p.rows for p in pages)
                 store.mark_chunk(conn, ledger_key[0], ledger_key[1], run_id, rows, now)
             for prepared in pages:
-                page = prepared.page
-                fetched += len(page.rows)
+                fetched += prepared.rows
                 source_id = store.archive(
                     conn,
                     run_id,
                     "eia-response",
-                    page.route,
-                    page.params,
+                    prepared.route,
+                    prepared.params,
                     prepared.body_gzip,
-                    len(page.rows),
+                    prepared.rows,
                     prepared.sha256,
-                    page.fetched_at,
+                    prepared.fetched_at,
                 )
                 parts.append(prepared.observations)
                 sources.append(np.full(len(prepared.observations), source_id, dtype=np.int64))
@@ -161,7 +173,7 @@ ProgressCallback = Callable[[ChunkDone], None]
 
 
 class _Fetches:
-    """The fetch threads of one run: at most 2 x workers chunks fetched or waiting at once."""
+    """The fetch threads of one run: at most IN_FLIGHT x workers chunks fetched or waiting at once."""
 
     def __init__(self, client: EIAClient, chunks: Sequence[Chunk], workers: int) -> None:
         self.client, self.workers = client, max(1, workers)
@@ -178,7 +190,7 @@ class _Fetches:
             self.in_flight[future] = chunk
 
     def start(self) -> None:
-        for _ in range(2 * self.workers):
+        for _ in range(IN_FLIGHT * self.workers):
             self.submit_next()
 
     def collect(self) -> tuple[list[tuple[Chunk, list[PreparedPage]]], BaseException | None]:
@@ -224,13 +236,15 @@ def run_chunks(
 ) -> None:
     """Fetch chunks with up to `workers` threads; commit each one here, as it arrives.
 
-    At most 2 x workers chunks are fetched or waiting at once, so memory does not grow with the
-    number of chunks. All threads share the client's rate limiter. When `stop` is set (a
+    At most IN_FLIGHT x workers chunks are fetched or waiting at once, so memory does not grow
+    with the number of chunks. All threads share the client's rate limiter. While the limiter
+    holds the fetches back, the run's quality screen takes steps. When `stop` is set (a
     signal), the run raises KeyboardInterrupt between commits, never inside one; on every exit
     path the fetch threads are cancelled and joined first.
     """
     started = time.monotonic()
     fetches = _Fetches(client, chunks, workers)
+    screening = True
 
     def committed(chunk: Chunk, rows: int) -> None:
         report.fetched += rows
@@ -251,12 +265,32 @@ def run_chunks(
                 batch = [(pages, ledger(chunk) if ledger else None) for chunk, pages in arrived]
                 report.counts += commit_chunks(store, report.run_id, batch, now())
                 for chunk, pages in arrived:
-                    committed(chunk, sum(len(p.page.rows) for p in pages))
+                    committed(chunk, sum(p.rows for p in pages))
             if failure is not None:
                 raise failure
+            screening = screening and _screen_while_waiting(report, fetches, stop)
     finally:
         fetches.stop()
         _sync_stats(report, client, started)
+
+
+def _screen_while_waiting(report: RunReport, fetches: _Fetches, stop: threading.Event | None) -> bool:
+    """One step of the run's quality screen (check.RunScreen) while the writer has time to spare:
+    nothing waits to be committed and a fetch thread waits for the rate limiter (EIA's limit, not
+    the writer, sets the pace). The screen left for after the last request is what the run's
+    wall time pays for; a writer that is itself the bottleneck (no rate limit) does not step.
+    False once a step failed: the rest is left to the screen at the run's end (as a failure
+    there leaves it to `gridpulse check`)."""
+    if report.screen is None or not fetches.client.limiter.waiting:
+        return True
+    if not fetches.in_flight or any(f.done() for f in fetches.in_flight):
+        return True
+    try:
+        report.screen.step(stop)
+    except GridpulseError as exc:
+        log.warning("run %s: screening while fetching failed (%s); left to the end", report.run_id, exc)
+        return False
+    return True
 
 
 def _sync_stats(report: RunReport, client: EIAClient, started: float) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import logging
 import socket
 import threading
@@ -362,6 +363,41 @@ def test_rate_limiter_with_an_exact_sleep_never_allows_more_than_n(per_second: i
     assert _max_in_any_second(starts) <= per_second
 
 
+def test_rate_limiter_spaces_starts_evenly_instead_of_bursting() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(5, 100000, margin=0.03, clock=clock, sleep=clock.sleep)
+    starts = [limiter.acquire() for _ in range(11)]
+    assert starts[0] == 1000.0  # an idle limiter starts at once
+    assert [round(b - a, 9) for a, b in itertools.pairwise(starts)] == [0.206] * 10
+    clock.now += 5.0  # idle again: the next start goes at once, then the spacing resumes
+    resumed = limiter.acquire()
+    assert resumed == clock.now
+    assert limiter.acquire() == pytest.approx(resumed + 0.206)
+
+
+def test_a_late_wake_up_is_not_passed_on_to_every_later_start() -> None:
+    """Threads wake a few ms after their slot (the GIL, the scheduler): 50 starts must not take
+    49 x (spacing + lateness); only the sliding window carries lateness, one start in five."""
+    clock = FakeClock(overshoot=0.01)
+    limiter = RateLimiter(5, 100000, margin=0.03, clock=clock, sleep=clock.sleep)
+    starts = [limiter.acquire() for _ in range(51)]
+    assert all(b - a >= 1.03 for a, b in zip(starts, starts[5:], strict=False))
+    assert all(b - a >= 0.103 for a, b in itertools.pairwise(starts))  # never a clump
+    assert starts[-1] - starts[0] < 50 * 0.206 + 0.15  # not 50 x 0.216
+
+
+def test_rate_limiter_says_how_many_callers_wait_for_it() -> None:
+    clock = FakeClock()
+    seen: list[int] = []
+    limiter = RateLimiter(
+        5, 100000, clock=clock, sleep=lambda s: (seen.append(limiter.waiting), clock.sleep(s))
+    )
+    limiter.acquire()
+    assert limiter.waiting == 0 and seen == []  # an idle limiter: nobody waits
+    limiter.acquire()
+    assert seen == [1] and limiter.waiting == 0  # waited for the spacing, and is done waiting
+
+
 def test_rate_limiter_hourly_cap() -> None:
     clock = FakeClock(overshoot=0.001)
     limiter = RateLimiter(1000, 10, clock=clock, sleep=clock.sleep)
@@ -528,7 +564,8 @@ def test_retry_after_holds_every_worker_back() -> None:
     limiter = RateLimiter(5, 100000, clock=clock, sleep=clock.sleep)
     limiter.throttled(retry_after=3.0)
     assert limiter.acquire() == pytest.approx(1003.0)
-    assert limiter.acquire() == pytest.approx(1003.0)  # then the (wider) window applies as before
+    # then the (wider) spacing applies as before: no burst of the workers that waited
+    assert limiter.acquire() == pytest.approx(1003.0 + limiter.second / 5)
 
 
 def test_the_limiter_slot_is_taken_on_an_open_connection_right_before_sending(region_stub: EIAStub) -> None:

@@ -19,10 +19,11 @@ import pytest
 import sqlalchemy as sa
 
 from gridpulse_cli.catalog import MVP_BAS
+from gridpulse_cli.check import RunScreen
 from gridpulse_cli.db import Store
 from gridpulse_cli.eia import EIAClient, RateLimiter
 from gridpulse_cli.engine import iter_raw_rows
-from gridpulse_cli.errors import EIAKeyError, EIAUnavailableError, InputFormatError
+from gridpulse_cli.errors import DatabaseError, EIAKeyError, EIAUnavailableError, InputFormatError
 from gridpulse_cli.export import export_csv
 from gridpulse_cli.files import write_observations_csv
 from gridpulse_cli.ingest import run_ingest
@@ -268,6 +269,12 @@ def test_revisions_are_picked_up(store: Store, stub: EIAStub) -> None:
     revised_key = ("EBA.PJM-ALL.D.H", "2024-01-01T05:00:00Z")
     assert exported[revised_key] == ("12345.6", "suspect")
     exported[revised_key] = ("12345.6", "good")
+    # ERCO->SWPP revised to -7 while SWPP->ERCO still says -151: the pair no longer mirrors, so
+    # the consistency check flags both sides (values unchanged)
+    for pair in ("EBA.ERCO-SWPP.ID.H", "EBA.SWPP-ERCO.ID.H"):
+        value, flag = exported[(pair, "2024-01-01T01:00:00Z")]
+        assert flag == "suspect"
+        exported[(pair, "2024-01-01T01:00:00Z")] = (value, "good")
     assert_exact(exported, expected_observations(served_rows(stub), MVP_BAS, WINDOW))
     with store.engine.connect() as conn:
         rows = conn.exec_driver_sql(
@@ -330,18 +337,81 @@ def test_a_failing_chunk_fails_the_run_and_leaves_no_partial_chunk(
         assert count(store, "observations") == 0 and count(store, "sources") == 0
         assert run["rows_inserted"] == 0
     else:
-        # the chunk before the failing one is committed (a re-run continues from there)
-        assert stored_datasets == {"demand", "forecast", "generation", "total-interchange"}
-        region = expected_observations(
-            served_rows(stub), MVP_BAS, WINDOW, ["demand", "forecast", "generation", "total-interchange"]
-        )
-        assert run["rows_inserted"] == count(store, "observations") == len(region)
+        # the chunks that arrived whole are committed (a re-run continues from there): the one
+        # before the failing one, and the one after it when its fetch finished first
+        whole = ["demand", "forecast", "generation", "total-interchange"]
+        whole += ["interchange"] if "interchange" in stored_datasets else []
+        assert stored_datasets == set(whole)
+        committed = expected_observations(served_rows(stub), MVP_BAS, WINDOW, whole)
+        assert run["rows_inserted"] == count(store, "observations") == len(committed)
         stub.clear_faults()
         again = ingest(store, stub, client=client_for(stub))
         assert again.status == "ok"
         assert_exact(
             parse_export(export_text(store)), expected_observations(served_rows(stub), MVP_BAS, WINDOW)
         )
+
+
+def _counting_steps(monkeypatch: pytest.MonkeyPatch, store: Store, fail: bool = False) -> list[int]:
+    """RunScreen.step, counted (the hours written and not yet screened at each step)."""
+    steps: list[int] = []
+    real_step = RunScreen.step
+
+    def step(self: RunScreen, stop: Any = None) -> bool:
+        steps.append(len(store.written))
+        if fail:
+            raise DatabaseError("database error: the screen's read failed")
+        return real_step(self, stop)
+
+    monkeypatch.setattr(RunScreen, "step", step)
+    return steps
+
+
+def _rate_limited(stub: EIAStub) -> EIAClient:
+    client = client_for(stub, page_size=500)
+    client.limiter = RateLimiter(10, 10_000_000)  # 4 workers wait for it: the writer has time
+    return client
+
+
+def test_the_quality_screen_steps_while_the_rate_limit_holds_the_fetches_back(
+    store: Store, stub: EIAStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serve_all(stub, "2024-01-01T00", "2024-01-03T00")
+    steps = _counting_steps(monkeypatch, store)
+    report = ingest(store, stub, client=_rate_limited(stub), workers=4)
+    assert report.status == "ok" and steps and max(steps) > 0  # stepped with written hours pending
+    assert_exact(parse_export(export_text(store)), expected_observations(served_rows(stub), MVP_BAS, WINDOW))
+
+
+def test_a_writer_that_sets_the_pace_does_not_step_the_screen(
+    store: Store, stub: EIAStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serve_all(stub, "2024-01-01T00", "2024-01-03T00")
+    steps = _counting_steps(monkeypatch, store)
+    assert (
+        ingest(store, stub, client=client_for(stub, page_size=500)).status == "ok"
+    )  # no rate limit to wait for
+    assert steps == []
+
+
+def test_a_failing_screen_step_fails_neither_the_run_nor_the_screen_at_its_end(
+    store: Store, stub: EIAStub, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    serve_all(stub, "2024-01-01T00", "2024-01-03T00")
+    steps = _counting_steps(monkeypatch, store, fail=True)
+    finished: list[int] = []
+    real_finish = RunScreen.finish
+
+    def finish(self: RunScreen) -> int:
+        finished.append(len(store.written))
+        return real_finish(self)
+
+    monkeypatch.setattr(RunScreen, "finish", finish)
+    report = ingest(store, stub, client=_rate_limited(stub), workers=4)
+    assert report.status == "ok"
+    assert len(steps) == 1  # no second try while fetching
+    assert finished and finished[0] > 0  # the end of the run screens what was written
+    assert "screening while fetching failed" in caplog.text
 
 
 def _stored_datasets(store: Store) -> list[tuple[str]]:

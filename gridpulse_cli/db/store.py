@@ -336,6 +336,32 @@ class Store:
         index = pd.to_datetime(table[:, 0].astype(np.int64), unit="s", utc=True).rename("period_end_utc")
         return pd.Series(table[:, 1], index=index, dtype=float)
 
+    def series_values_many(self, keys: Sequence[int], window: Window) -> dict[int, pd.Series]:
+        """series_values of several series in one query: each key's values (empty if none)."""
+        keys = sorted(set(keys))  # the rows come back in key order: each key's are one slice
+        stmt = sa.text(
+            f"SELECT series_key, {self.backend.epoch_seconds('period_end_utc')}, value_mwh FROM observations "
+            "WHERE series_key IN :keys AND period_end_utc >= :start AND period_end_utc < :end "
+            "ORDER BY series_key, period_end_utc"
+        ).bindparams(sa.bindparam("keys", expanding=True))
+        params = {"start": self.encode_time(window.start), "end": self.encode_time(window.end)}
+        rows: list[Any] = []
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), 500):
+                part = {**params, "keys": list(keys[start : start + 500])}
+                rows += conn.execute(stmt, part).cursor.fetchall()  # numbers only: no Row objects
+        table = np.array(rows, dtype=float).reshape(-1, 3)  # a NULL value becomes NaN
+        index = pd.to_datetime(table[:, 1].astype(np.int64), unit="s", utc=True).rename("period_end_utc")
+        series_keys = table[:, 0].astype(np.int64)
+        bounds = (
+            np.searchsorted(series_keys, keys, side="left"),
+            np.searchsorted(series_keys, keys, side="right"),
+        )
+        return {
+            key: pd.Series(table[a:b, 2], index=index[a:b], dtype=float)
+            for key, a, b in zip(keys, bounds[0], bounds[1], strict=True)
+        }
+
     def series_names(self, keys: Sequence[int]) -> dict[int, tuple[str, str, str]]:
         """series_key -> (series_id, dataset, area) for these keys."""
         out: dict[int, tuple[str, str, str]] = {}
@@ -376,6 +402,8 @@ class Store:
         # Keyed by the hour's text, formatted in bulk: a frozen feed can flag thousands of hours,
         # and parsing each stored time one by one would cost more than the screen itself.
         old = {(r[0] if isinstance(r[0], str) else format_utc(r[0]), r[1]): (r[0], r[2]) for r in stored}
+        if found.empty and not old:  # most series, most runs: nothing found, nothing to clear
+            return 0
         periods = pd.to_datetime(found["period_end_utc"], utc=True)  # the screen's hours are UTC
         new = {
             (text, c): (p, d)
