@@ -30,6 +30,7 @@ from typer.testing import CliRunner
 from gridpulse_cli import __version__
 from gridpulse_cli.catalog import DATASETS, MVP_BAS
 from gridpulse_cli.cli import app
+from gridpulse_cli.consistency import CONSISTENCY_CHECKS
 from gridpulse_cli.errors import ExitCode
 from gridpulse_cli.files import CSV_COLUMNS, REQUIRED_COLUMNS
 from gridpulse_cli.windows import Window
@@ -185,14 +186,26 @@ def test_ingest_since_24h_then_export_is_exact_and_a_repeat_changes_nothing(
 
     exported = parse_export(first)
     # the spellings put impossible values (-3 MWh of demand, 0.3 MWh of PJM's generation) between
-    # real ones: the quality screen flags those hours `suspect`, values as served; nothing else
+    # real ones: the quality screen flags those hours `suspect`, values as served. A spelled fuel
+    # or link also breaks its BA's sums: the consistency checks flag the total it no longer adds
+    # up to. Nothing else.
     suspect = {key for key, (_, flag) in exported.items() if flag == "suspect"}
-    assert suspect and {Decimal(exported[key][0]) for key in suspect} <= {Decimal(v) for v in SPELLED}
+    found = {
+        (f["series_id"], f["period_end_utc"]): f["checks"] for f in json.loads(ok(gp("check", "--json")))
+    }
+    spelled = {Decimal(v) for v in SPELLED}
+    assert suspect and suspect == set(found)
+    for key in suspect:
+        if Decimal(exported[key][0]) not in spelled:
+            assert {c["check"] for c in found[key]} <= set(CONSISTENCY_CHECKS), (key, found[key])
     assert_exact({k: (v, "good" if k in suspect else f) for k, (v, f) in exported.items()}, expected)
     assert first.splitlines()[0].split(",")[:4] == HEADER
     assert second == first
     assert db.is_file()  # the default database under the private HOME
-    runs = query(db, "SELECT status, rows_inserted, rows_revised, rows_unchanged FROM runs ORDER BY run_id")
+    runs = query(
+        db,
+        "SELECT status, rows_inserted, rows_revised, rows_unchanged FROM runs WHERE command = 'ingest' ORDER BY run_id",
+    )
     assert runs == [("ok", len(expected), 0, 0), ("ok", 0, 0, len(expected))]
     assert query(db, "SELECT count(*) FROM revisions") == [(0,)]
 
