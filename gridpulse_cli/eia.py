@@ -290,14 +290,26 @@ def _stamped_pool(
     taken any earlier, a thread holding the stamp can lose the GIL to a busy thread (a commit,
     the quality screen) for tens of milliseconds before its request leaves, and that spread is
     what the limiter's margin must cover (docs/benchmarks.md).
+
+    The connection class is the pool's at the moment a connection is made, not at import: test
+    tools (vcrpy) swap it at run time. One that never sends through `send` (vcrpy's replay) gets
+    its slot when the request returns.
     """
-    connection: Any = base.ConnectionCls  # typed as a protocol; a class with http.client's send
+    stamped_classes: dict[type, type] = {}
 
     def send(self: Any, data: Any) -> None:
         url = self.__dict__.pop("_gridpulse_slot", None)  # armed below, once per request
         if url is not None:
             before_send(url)
-        connection.send(self, data)
+        parent: Any = type(self).__mro__[1]  # the connection class this one stamps
+        parent.send(self, data)
+
+    def _new_conn(self: HTTPConnectionPool) -> Any:
+        current: Any = base.ConnectionCls
+        if current not in stamped_classes:
+            stamped_classes[current] = type(f"Stamped{current.__name__}", (current,), {"send": send})
+        self.ConnectionCls = stamped_classes[current]
+        return base._new_conn(self)
 
     def _make_request(self: HTTPConnectionPool, conn: Any, method: str, url: str, **kwargs: Any) -> Any:
         if getattr(conn, "sock", True) is None:  # a new connection: set it up outside the slot
@@ -305,12 +317,12 @@ def _stamped_pool(
             conn.timeout = Timeout.resolve_default_timeout(timeout.connect_timeout)
             conn.connect()
         conn._gridpulse_slot = url
-        return base._make_request(self, conn, method, url, **kwargs)
+        response = base._make_request(self, conn, method, url, **kwargs)
+        if conn.__dict__.pop("_gridpulse_slot", None) is not None:  # it never went through send
+            before_send(url)
+        return response
 
-    stamped = type(f"Stamped{connection.__name__}", (connection,), {"send": send})
-    return type(
-        f"Stamped{base.__name__}", (base,), {"_make_request": _make_request, "ConnectionCls": stamped}
-    )
+    return type(f"Stamped{base.__name__}", (base,), {"_make_request": _make_request, "_new_conn": _new_conn})
 
 
 class StampingAdapter(HTTPAdapter):

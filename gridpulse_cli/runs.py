@@ -44,7 +44,6 @@ class Run(RunRow):
             compact_count(self.rows_fetched),
             compact_count(self.rows_inserted),
             compact_count(self.rows_revised),
-            compact_count(self.findings),
         ]
 
 
@@ -82,7 +81,6 @@ TABLE_COLUMNS = [
     Column("fetched", align="right"),
     Column("inserted", align="right"),
     Column("revised", align="right"),
-    Column("found", align="right"),  # new quality findings (docs/quality.md)
 ]
 
 
