@@ -558,8 +558,9 @@ def check(
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
-    """Screen stored values for data errors (spikes, frozen runs, impossible zeros, outliers) and
-    list the flagged hours; values are never changed, findings are stored (export: `suspect`)."""
+    """Screen stored values for data errors (spikes, frozen runs, impossible zeros, outliers,
+    series that no longer add up) and list the flagged hours; values are never changed, findings
+    are stored (export: `suspect`)."""
     from gridpulse_cli import render
     from gridpulse_cli.check import TABLE_COLUMNS, run_check
 
