@@ -162,7 +162,7 @@ class ValueCache:
     def values(self, key: int, window: Window) -> pd.Series:
         held = self._held.get(key)
         if held is None or not held[0].covers(window):
-            held = (window, self.store.series_values(key, window))
+            held = (window, self.store.series_values_many([key], window)[key])
             self._held[key] = held
         values = held[1]
         return values[(values.index >= window.start) & (values.index < window.end)]

@@ -101,14 +101,20 @@ def energy_balance(
     )
 
 
+def complete_sum(parts: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
+    """The hourly sum of the columns with values in the span, NaN in an hour where one of them
+    has none (a missing part would make any sum short); and those columns."""
+    reported = parts.loc[:, parts.notna().any()]
+    return reported.sum(axis=1).where(reported.notna().all(axis=1) & (reported.shape[1] > 0)), reported
+
+
 def fuel_sum(generation: pd.Series, fuels: pd.DataFrame, explained: np.ndarray) -> Flags:
     """`fuel-sum` (on net generation): the fuels' net generation does not add up to the total.
 
     An hour counts only when every fuel series with values in the span has one that hour (a
     missing fuel would make any sum short). Tolerance: 10% of net generation beyond the usual.
     """
-    reported = fuels.loc[:, fuels.notna().any()]
-    total = reported.sum(axis=1).where(reported.notna().all(axis=1) & (reported.shape[1] > 0))
+    total, _reported = complete_sum(fuels)
     found = departures(total - generation, generation, SHARES["fuel-sum"])
     s, g = total.to_numpy(), generation.to_numpy()
     return _flags(
@@ -127,8 +133,7 @@ def interchange_sum(total: pd.Series, links: pd.DataFrame, explained: np.ndarray
     Scale: the gross interchange (sum of |link|), as a BA's net interchange can sit near zero.
     Tolerance: 10% of it beyond the usual gap.
     """
-    reported = links.loc[:, links.notna().any()]
-    linked = reported.sum(axis=1).where(reported.notna().all(axis=1) & (reported.shape[1] > 0))
+    linked, reported = complete_sum(links)
     gross = reported.abs().sum(axis=1)
     found = departures(linked - total, gross, SHARES["interchange-sum"])
     s, t = linked.to_numpy(), total.to_numpy()

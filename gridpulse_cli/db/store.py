@@ -318,26 +318,9 @@ class Store:
 
     # ---- quality findings (issue 10) ------------------------------------------------------------
 
-    def series_values(self, series_key: int, window: Window) -> pd.Series:
-        """One series' stored values in the window (NaN where stored without one), by period_end_utc."""
-        stmt = sa.text(
-            f"SELECT {self.backend.epoch_seconds('period_end_utc')}, value_mwh FROM observations "
-            "WHERE series_key = :k AND period_end_utc >= :start AND period_end_utc < :end ORDER BY period_end_utc"
-        )
-        params = {
-            "k": series_key,
-            "start": self.encode_time(window.start),
-            "end": self.encode_time(window.end),
-        }
-        with self.engine.connect() as conn:
-            # Numbers only: the driver's own tuples, no Row objects (a year of a BA is ~150k rows).
-            rows = conn.execute(stmt, params).cursor.fetchall()
-        table = np.array(rows, dtype=float).reshape(-1, 2)  # a NULL value becomes NaN
-        index = pd.to_datetime(table[:, 0].astype(np.int64), unit="s", utc=True).rename("period_end_utc")
-        return pd.Series(table[:, 1], index=index, dtype=float)
-
     def series_values_many(self, keys: Sequence[int], window: Window) -> dict[int, pd.Series]:
-        """series_values of several series in one query: each key's values (empty if none)."""
+        """One query for several series' stored values in the window (NaN where stored without one), by
+        period_end_utc: each key's values (empty if none)."""
         keys = sorted(set(keys))  # the rows come back in key order: each key's are one slice
         stmt = sa.text(
             f"SELECT series_key, {self.backend.epoch_seconds('period_end_utc')}, value_mwh FROM observations "
